@@ -1,0 +1,207 @@
+"""Report figures, built on ``matplotlib.figure.Figure`` directly.
+
+Why no pyplot: pyplot keeps global state and wants a GUI backend; Dagster runs assets in threads and
+subprocesses on headless machines. A bare ``Figure`` renders through Agg when saved, is thread-safe and
+needs no display. Every function returns the Figure; :func:`save_figure` writes it atomically as PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from wavefin_core.evaluation.metrics import pooled_acf
+
+__all__ = [
+    "save_figure",
+    "plot_return_histograms",
+    "plot_acf_comparison",
+    "plot_scalogram_grid",
+    "plot_sample_paths",
+    "plot_training_curve",
+    "plot_confusion",
+    "plot_forecast_vs_actual",
+]
+
+_REAL, _SYNTH = "tab:blue", "tab:orange"
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
+    """Save ``fig`` as PNG at ``path`` atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be read by others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _sets(real: Any, synth: Any, extra: dict[str, Any] | None) -> list[tuple[str, np.ndarray, str]]:
+    out = [("real", np.asarray(real, dtype=np.float64), _REAL),
+           ("synthetic", np.asarray(synth, dtype=np.float64), _SYNTH)]
+    colors = iter(["tab:green", "tab:red", "tab:purple", "tab:brown"])
+    for name, arr in (extra or {}).items():
+        out.append((name, np.asarray(arr, dtype=np.float64), next(colors, "tab:gray")))
+    return out
+
+
+def plot_return_histograms(real: Any, synth: Any, bins: int = 80,
+                           extra: dict[str, Any] | None = None) -> Figure:
+    """Pooled return histograms (density) on shared bins, linear and log scale (the log panel shows tails).
+    ``extra`` adds more sets, e.g. ``{"GARCH-t": windows}``."""
+    sets = _sets(real, synth, extra)
+    allv = np.concatenate([a.ravel() for _, a, _ in sets])
+    lo, hi = np.quantile(allv, [0.0005, 0.9995])
+    edges = np.linspace(lo, hi, bins + 1)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, log in zip(axes, (False, True), strict=True):
+        for name, a, c in sets:
+            ax.hist(np.clip(a.ravel(), lo, hi), bins=edges, density=True, histtype="step", lw=1.5,
+                    color=c, label=name)
+        ax.set_xlabel("log-return")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_ylabel("density (log scale)" if log else "density")
+        if log:
+            ax.set_yscale("log")
+    axes[0].legend()
+    fig.suptitle("Return distribution (tails clipped to the 0.05%/99.95% quantiles)")
+    return fig
+
+
+def plot_acf_comparison(real: Any, synth: Any, nlags: int = 20, extra: dict[str, Any] | None = None) -> Figure:
+    """Pooled ACF (see metrics.pooled_acf) of r (left) and |r| (right), real vs synthetic (+ ``extra`` sets)."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for name, a, c in _sets(real, synth, extra):
+        a2 = a if a.ndim == 2 else a[None, :]
+        lags = np.arange(1, min(nlags, a2.shape[1] - 1) + 1)
+        for ax, x in zip(axes, (a2, np.abs(a2)), strict=True):
+            acf = pooled_acf(x, int(lags[-1]))[1:]
+            ax.plot(lags, acf, marker="o", ms=3, color=c, label=name)
+    for ax, t in zip(axes, ("ACF of returns", "ACF of |returns|"), strict=True):
+        ax.axhline(0.0, color="k", lw=0.7)
+        ax.set_title(t)
+        ax.set_xlabel("lag")
+    axes[0].legend()
+    return fig
+
+
+def _magnitude(images: Any) -> np.ndarray:
+    a = np.asarray(images)
+    if np.iscomplexobj(a):
+        a = np.abs(a)
+    elif a.ndim == 4 and a.shape[1] == 2:  # (N, [real, imag], S, T)
+        a = np.hypot(a[:, 0], a[:, 1])
+    elif a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.ndim != 3:
+        raise ValueError(f"scalograms must be (N, S, T), (N, 1|2, S, T) or complex (N, S, T); got {a.shape}")
+    return np.abs(a.astype(np.float64))
+
+
+def plot_scalogram_grid(images: Any, titles: list[str] | None = None, n: int = 4) -> Figure:
+    """First ``n`` scalogram magnitudes (scale on y, time on x). Accepts (N, S, T) real magnitudes,
+    complex (N, S, T), or (N, 2, S, T) real+imag channels (shown as the modulus)."""
+    mag = _magnitude(images)[:n]
+    k = mag.shape[0]
+    fig = Figure(figsize=(3.6 * max(k, 1), 3.0), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, max(k, 1)))
+    for i, ax in enumerate(axes[:k]):
+        im = ax.imshow(mag[i], aspect="auto", origin="lower", cmap="viridis")
+        ax.set_title(titles[i] if titles and i < len(titles) else f"sample {i}", fontsize=9)
+        ax.set_xlabel("time")
+        if i == 0:
+            ax.set_ylabel("scale index")
+        fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02)
+    return fig
+
+
+def _spaced(a: np.ndarray, n: int) -> np.ndarray:
+    return a[np.unique(np.linspace(0, len(a) - 1, num=min(n, len(a))).round().astype(int))]
+
+
+def plot_sample_paths(real_windows: Any, synth_windows: Any, n: int = 8) -> Figure:
+    """Cumulative log-return paths of ``n`` evenly spaced real and synthetic windows, side by side, same y.
+    (Evenly spaced, not the first ``n``: consecutive real windows usually overlap and look alike.)"""
+    r = _spaced(np.asarray(real_windows, dtype=np.float64), n)
+    s = _spaced(np.asarray(synth_windows, dtype=np.float64), n)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, w, c, t in ((axes[0], r, _REAL, "real (held-out)"), (axes[1], s, _SYNTH, "synthetic")):
+        for row in w:
+            ax.plot(np.r_[0.0, np.cumsum(row)], color=c, alpha=0.7, lw=1)
+        ax.set_title(t)
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("cumulative log-return")
+    return fig
+
+
+def plot_training_curve(losses: Any, title: str = "training loss") -> Figure:
+    """Loss per step/epoch (log y when all positive). ``losses`` may be a list or ``{name: list}``."""
+    series = losses if isinstance(losses, dict) else {"loss": losses}
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    positive = True
+    for name, vals in series.items():
+        v = np.asarray(vals, dtype=np.float64)
+        positive &= bool(v.size and np.all(v > 0))
+        ax.plot(np.arange(1, v.size + 1), v, label=str(name))
+    if positive:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    if len(series) > 1:
+        ax.legend()
+    return fig
+
+
+def plot_confusion(y_true: Any, y_pred: Any, title: str) -> Figure:
+    """2x2 confusion matrix (rows = true down/up, columns = predicted), with counts and row shares."""
+    yt = np.asarray(y_true, dtype=np.int64).ravel()
+    yp = np.asarray(y_pred, dtype=np.int64).ravel()
+    cm = np.array([[np.sum((yt == i) & (yp == j)) for j in (0, 1)] for i in (0, 1)])
+    fig = Figure(figsize=(3.8, 3.4), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(cm, cmap="Blues")
+    rows = cm.sum(axis=1, keepdims=True).clip(min=1)
+    lo, span = cm.min(), max(cm.max() - cm.min(), 1)
+    for i in range(2):
+        for j in range(2):  # white text on the dark half of the colour map
+            ax.text(j, i, f"{cm[i, j]}\n({cm[i, j] / rows[i, 0]:.0%})", ha="center", va="center",
+                    color="white" if (cm[i, j] - lo) / span > 0.5 else "black")
+    ax.set_xticks([0, 1], ["down", "up"])
+    ax.set_yticks([0, 1], ["down", "up"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_forecast_vs_actual(actual: Any, preds: dict[str, Any], n_last: int = 200) -> Figure:
+    """The last ``n_last`` actual target returns with each model's forecast overlaid."""
+    a = np.asarray(actual, dtype=np.float64).ravel()[-n_last:]
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(a.size)
+    ax.plot(x, a, color="k", lw=1, label="actual")
+    for name, p in preds.items():
+        ax.plot(x, np.asarray(p, dtype=np.float64).ravel()[-n_last:], lw=1.2, label=name)
+    ax.axhline(0.0, color="gray", lw=0.6)
+    ax.set_xlabel(f"test window (last {a.size})")
+    ax.set_ylabel("target return")
+    ax.legend(fontsize=8, ncol=3)
+    return fig
