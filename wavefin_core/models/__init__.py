@@ -1,0 +1,69 @@
+"""Deep models on scalograms: a diffusion generator (diffusers UNet) and direction classifiers (CNN, ViT).
+
+Exports are resolved lazily (PEP 562): importing diffusers costs seconds, and code that only needs the
+classifiers, or only lists assets (every Dagster process start), should not pay for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    # diffusion
+    "DiffusionConfig",
+    "DiffusionResult",
+    "build_unet",
+    "load_diffusion",
+    "padded_size",
+    "sample_diffusion",
+    "save_diffusion",
+    "train_diffusion",
+    # classifier
+    "ClassifierConfig",
+    "ClassifierResult",
+    "ScalogramCNN",
+    "ScalogramViT",
+    "build_classifier",
+    "class_weights",
+    "load_classifier",
+    "predict_proba",
+    "save_classifier",
+    "train_classifier",
+]
+_MODULE_OF = {name: "diffusion" if i < 8 else "classifier" for i, name in enumerate(__all__)}
+
+if TYPE_CHECKING:
+    from wavefin_core.models.classifier import (
+        ClassifierConfig,
+        ClassifierResult,
+        ScalogramCNN,
+        ScalogramViT,
+        build_classifier,
+        class_weights,
+        load_classifier,
+        predict_proba,
+        save_classifier,
+        train_classifier,
+    )
+    from wavefin_core.models.diffusion import (
+        DiffusionConfig,
+        DiffusionResult,
+        build_unet,
+        load_diffusion,
+        padded_size,
+        sample_diffusion,
+        save_diffusion,
+        train_diffusion,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{_MODULE_OF[name]}")
+    return getattr(module, name)
+
+
+def __dir__() -> list[str]:
+    return __all__
