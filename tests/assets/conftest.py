@@ -1,0 +1,74 @@
+"""One tiny end-to-end materialization shared by the asset tests (each asset runs once, for real)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+import pytest
+
+DATA_SERIES = ("mjd", "sp500", "csv-good")
+
+TINY_DATA_CONFIG = {
+    "ops": {
+        "raw_prices": {"config": {"days": 1, "freq": "minute", "seed": 3}},
+        "segments": {"config": {"window": 32, "stride": 8}},
+        "scalograms": {"config": {"num_scales": 16}},
+    }
+}
+TINY_MODEL_CONFIG = {
+    "ops": {
+        "diffusion_model": {
+            "config": {"block_out_channels": [16, 32], "batch_size": 16, "epochs": 50, "max_steps": 80}
+        },
+        "synthetic_series": {"config": {"n_samples": 24, "num_inference_steps": 5}},
+        "forecasters": {"config": {"epochs": 3, "batch_size": 32}},
+    }
+}
+DATA_ASSETS = ["raw_prices", "clean_prices", "segments", "scalograms"]
+MODEL_ASSETS = ["diffusion_model", "synthetic_series", "generation_report", "forecasters", "forecast_report"]
+
+
+@dataclass
+class Pipeline:
+    defs: dg.Definitions
+    instance: dg.DagsterInstance
+    data_results: dict[str, dg.ExecuteInProcessResult]
+    model_result: dg.ExecuteInProcessResult
+
+    def load(self, asset: str, partition: str | None = None):
+        return self.defs.load_asset_value(asset, partition_key=partition, instance=self.instance)
+
+    def materialization(self, asset: str, partition: str | None = None) -> dg.AssetMaterialization:
+        result = self.data_results[partition] if partition else self.model_result
+        events = result.asset_materializations_for_node(asset)
+        assert len(events) == 1, f"{asset} was not materialized exactly once"
+        return events[0]
+
+
+def materialize_data(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str, **kwargs):
+    return dg.materialize(
+        list(defs.assets),
+        selection=DATA_ASSETS,
+        partition_key=partition,
+        instance=instance,
+        resources=defs.resources,
+        run_config=TINY_DATA_CONFIG,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def pipeline() -> Pipeline:
+    from wavefin_assets.definitions import defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    data_results = {series: materialize_data(defs, instance, series) for series in DATA_SERIES}
+    model_result = dg.materialize(
+        list(defs.assets),
+        selection=MODEL_ASSETS,
+        instance=instance,
+        resources=defs.resources,
+        run_config={**TINY_MODEL_CONFIG},
+    )
+    return Pipeline(defs, instance, data_results, model_result)

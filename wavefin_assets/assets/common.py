@@ -1,0 +1,68 @@
+"""Shared pieces of the model assets: GPU tags, loading the selected series, the pooled dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from wavefin_core.errors import ConfigError
+from wavefin_core.scalograms import ScalogramSet
+
+MODEL_GROUP = "models"
+REPORT_GROUP = "reports"
+
+# Training and sampling run on a GPU node when there is one: one at a time per Dagster instance (pool "gpu"),
+# and on Kubernetes the run pod asks for a GPU.
+GPU_ASSET_KWARGS = dict(
+    pool="gpu",
+    kinds={"pytorch"},
+    op_tags={
+        "dagster-k8s/config": {
+            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+        }
+    },
+)
+
+
+def select_series(tables: dict[str, pa.Table], wanted: list[str]) -> dict[str, ScalogramSet]:
+    """The materialized scalogram sets of the series in `wanted` (all materialized ones when empty)."""
+    if wanted:
+        missing = [s for s in wanted if s not in tables]
+        if missing:
+            raise ConfigError(
+                f"config `series` names {missing}, which have no materialized scalograms "
+                f"(available: {sorted(tables)}); materialize those partitions first or fix the list."
+            )
+        names = list(wanted)
+    else:
+        names = sorted(tables)
+    return {name: ScalogramSet.from_table(tables[name]) for name in names}
+
+
+@dataclass
+class Pooled:
+    """Windows of several series stacked in one arrays set, with the series name of each row."""
+
+    images: np.ndarray
+    standardized: np.ndarray
+    direction: np.ndarray
+    target_return: np.ndarray
+    split: np.ndarray
+    series: np.ndarray
+    end_time: np.ndarray
+
+
+def pool(sets: dict[str, ScalogramSet]) -> Pooled:
+    """Stack the series; each series' windows standardised with its own train-only statistics."""
+    parts = list(sets.items())
+    return Pooled(
+        images=np.concatenate([s.images for _, s in parts]),
+        standardized=np.concatenate([(s.windows - s.norm_mean) / s.norm_std for _, s in parts]),
+        direction=np.concatenate([s.direction for _, s in parts]),
+        target_return=np.concatenate([s.target_return for _, s in parts]),
+        split=np.concatenate([s.split for _, s in parts]),
+        series=np.concatenate([np.full(len(s), name, dtype=object) for name, s in parts]).astype(str),
+        end_time=np.concatenate([s.end_time for _, s in parts]),
+    )

@@ -1,0 +1,226 @@
+"""Data assets, one partition per series: raw_prices → clean_prices → segments → scalograms."""
+
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from matplotlib.figure import Figure
+
+from wavefin_assets.metadata import figure_md, preview_md
+from wavefin_assets.partitions import BUILTIN_SERIES, discover_csv_series, series_partitions
+from wavefin_assets.profiles import PROFILE
+from wavefin_core.data import load_ohlcv, load_sp500, simulate_mjd
+from wavefin_core.errors import DataError
+from wavefin_core.preprocess import (
+    check_min_rows,
+    check_monotonic_unique_index,
+    check_no_nan,
+    check_positive_prices,
+    clean_prices as clean_price_frame,
+)
+from wavefin_core.scalograms import ScalogramSet, build_scalograms
+from wavefin_core.segments import Segments, make_segments, min_rows
+
+DATA_GROUP = "data"
+
+
+class RawPricesConfig(dg.Config):
+    """Merton jump diffusion parameters (used by the `mjd` partition; CSV and sp500 partitions ignore them)."""
+
+    days: int = PROFILE.mjd_days
+    mu: float = 0.05
+    sigma: float = 0.2
+    lam: float = 0.1
+    jump_mean: float = -0.02
+    jump_std: float = 0.1
+    start: str = "2022-01-03"
+    freq: str = PROFILE.mjd_freq
+    seed: int = 0
+
+
+@dg.asset(
+    partitions_def=series_partitions,
+    group_name=DATA_GROUP,
+    kinds={"pandas", "parquet"},
+    description="One OHLCV table per series (UTC `timestamp` index): MJD simulation, bundled S&P 500, or a CSV.",
+)
+def raw_prices(context: dg.AssetExecutionContext, config: RawPricesConfig) -> dg.Output[pd.DataFrame]:
+    series = context.partition_key
+    if series == "mjd":
+        frame = simulate_mjd(
+            days=config.days, mu=config.mu, sigma=config.sigma, lam=config.lam, jump_mean=config.jump_mean,
+            jump_std=config.jump_std, start=config.start, freq=config.freq, seed=config.seed,
+        )
+        source = f"Merton jump diffusion (seed {config.seed}, {config.days} days of {config.freq} bars)"
+    elif series == "sp500":
+        frame = load_sp500()
+        source = "S&P 500 daily bars bundled with arch (arch.data.sp500)"
+    else:
+        csv_files = discover_csv_series()
+        if series not in csv_files:
+            raise DataError(
+                f"Series {series!r} has no CSV in data/prices/ any more (known: "
+                f"{sorted(csv_files) or 'none'}, built-in: {list(BUILTIN_SERIES)}); put the file back or "
+                "reload the code location."
+            )
+        frame = load_ohlcv(csv_files[series])
+        source = str(csv_files[series])
+    context.log.info(f"{series}: {len(frame)} bars from {source}")
+    return dg.Output(
+        frame,
+        metadata={
+            "rows": len(frame),
+            "source": source,
+            "first": str(frame.index[0]),
+            "last": str(frame.index[-1]),
+            "preview": preview_md(frame),
+            "close": figure_md(_close_figure(frame, series), "close"),
+        },
+    )
+
+
+def _close_figure(frame: pd.DataFrame, series: str) -> Figure:
+    fig = Figure(figsize=(7, 2.5))
+    ax = fig.add_subplot()
+    ax.plot(frame.index, frame["close"].to_numpy(), lw=0.7)
+    ax.set_title(f"{series}: close")
+    fig.autofmt_xdate()
+    return fig
+
+
+class CleanPricesConfig(dg.Config):
+    train_fraction: float = 0.7
+    winsorize_lower_pct: float | None = None
+    winsorize_upper_pct: float | None = None
+    max_gap_fill: int = 0
+
+
+CLEAN_CHECKS = ("monotonic_unique_index", "no_nan", "positive_prices", "enough_rows")
+
+
+@dg.asset(
+    partitions_def=series_partitions,
+    group_name=DATA_GROUP,
+    kinds={"pandas", "parquet"},
+    check_specs=[dg.AssetCheckSpec(name, asset="clean_prices", blocking=True) for name in CLEAN_CHECKS],
+    description="Sorted, de-duplicated bars with log-returns; missing closes dropped (see wavefin_core.preprocess).",
+)
+def clean_prices(context: dg.AssetExecutionContext, config: CleanPricesConfig, raw_prices: pd.DataFrame):
+    winsorize = None
+    if config.winsorize_lower_pct is not None or config.winsorize_upper_pct is not None:
+        winsorize = (config.winsorize_lower_pct or 0.0, config.winsorize_upper_pct or 100.0)
+    series = context.partition_key
+    frame = clean_price_frame(
+        raw_prices, source=series, train_fraction=config.train_fraction, winsorize=winsorize,
+        max_gap_fill=config.max_gap_fill,
+    )
+    returns = frame["log_return"].to_numpy()
+    yield dg.Output(
+        frame,
+        metadata={
+            "rows": len(frame),
+            "dropped_rows": len(raw_prices) - len(frame),
+            "return_std": float(np.std(returns)),
+            "return_min": float(np.min(returns)),
+            "return_max": float(np.max(returns)),
+            "winsor_bounds": str(frame.attrs.get("winsor_bounds")),
+            "preview": preview_md(frame),
+        },
+    )
+    # Rows segments needs with the profile's window and default splits (a per-run `window` is checked there).
+    needed = min_rows(PROFILE.window, train_fraction=config.train_fraction)
+    results = {
+        "monotonic_unique_index": check_monotonic_unique_index(frame),
+        "no_nan": check_no_nan(frame),
+        "positive_prices": check_positive_prices(frame),
+        "enough_rows": check_min_rows(frame, needed),
+    }
+    for name, (passed, description) in results.items():
+        yield dg.AssetCheckResult(check_name=name, passed=bool(passed), description=description)
+
+
+class SegmentsConfig(dg.Config):
+    window: int = PROFILE.window
+    stride: int = PROFILE.stride
+    horizon: int = 1
+    train_fraction: float = 0.7
+    val_fraction: float = 0.15
+    embargo: int | None = None
+
+
+@dg.asset(
+    partitions_def=series_partitions,
+    group_name=DATA_GROUP,
+    kinds={"pandas", "parquet"},
+    description="Sliding windows of log-returns with next-horizon labels, split chronologically with an embargo.",
+)
+def segments(
+    context: dg.AssetExecutionContext, config: SegmentsConfig, clean_prices: pd.DataFrame
+) -> dg.Output[pd.DataFrame]:
+    segs = make_segments(
+        clean_prices["log_return"], window=config.window, stride=config.stride, horizon=config.horizon,
+        train_fraction=config.train_fraction, val_fraction=config.val_fraction, embargo=config.embargo,
+    )
+    counts = segs.counts()
+    context.log.info(f"{context.partition_key}: windows per split {counts}")
+    return dg.Output(
+        segs.to_frame(),
+        metadata={
+            "windows": len(segs.windows),
+            **{f"{split}_windows": int(n) for split, n in counts.items()},
+            "window": config.window,
+            "embargo": int(segs.embargo),
+            "train_mean": float(segs.mean),
+            "train_std": float(segs.std),
+            "up_fraction_train": float(segs.direction[segs.mask("train")].mean()),
+        },
+    )
+
+
+class ScalogramsConfig(dg.Config):
+    wavelet: str = "cmor1.5-1.0"
+    num_scales: int = PROFILE.num_scales
+
+
+@dg.asset(
+    partitions_def=series_partitions,
+    group_name=DATA_GROUP,
+    kinds={"numpy", "parquet"},
+    description="Complex Morlet CWT of each window as real+imag channels, train-fitted per-scale scaling; "
+    "Parquet with a fixed-shape tensor column. Round-trips to the returns through the inverse CWT.",
+)
+def scalograms(
+    context: dg.AssetExecutionContext, config: ScalogramsConfig, segments: pd.DataFrame
+) -> dg.Output[pa.Table]:
+    segs = Segments.from_frame(segments)
+    result = build_scalograms(segs, wavelet=config.wavelet, num_scales=config.num_scales, series=context.partition_key)
+    error = result.roundtrip_error()
+    context.log.info(f"{context.partition_key}: images {result.images.shape}, icwt round-trip error {error:.2e}")
+    return dg.Output(
+        result.to_table(),
+        metadata={
+            "shape": str(tuple(result.images.shape)),
+            "wavelet": config.wavelet,
+            "scales": f"{result.scales[0]:.3g} … {result.scales[-1]:.3g} ({len(result.scales)})",
+            "roundtrip_rel_error": error,
+            "bytes": int(result.images.nbytes),
+            "examples": figure_md(_scalogram_figure(result), "scalograms"),
+        },
+    )
+
+
+def _scalogram_figure(result: ScalogramSet, n: int = 3) -> Figure:
+    fig = Figure(figsize=(3 * n, 4.5))
+    picks = np.linspace(0, len(result) - 1, n).astype(int)
+    for col, idx in enumerate(picks):
+        magnitude = np.hypot(result.images[idx, 0], result.images[idx, 1])
+        ax = fig.add_subplot(2, n, col + 1)
+        ax.imshow(magnitude, aspect="auto", origin="lower", cmap="magma")
+        ax.set_title(f"{result.split[idx]} #{idx}", fontsize=8)
+        ax.set_ylabel("scale index")
+        ax2 = fig.add_subplot(2, n, n + col + 1)
+        ax2.plot(result.windows[idx], lw=0.8)
+        ax2.set_xlabel("t")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,49 @@
+"""Turning core results into Dagster metadata: previews, plots and report links."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def figure_md(fig: Figure, title: str = "plot") -> dg.MetadataValue:
+    """A matplotlib figure as an inline PNG in a markdown metadata entry (shown in the asset's page)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def image_md(path: str | Path, title: str = "plot") -> dg.MetadataValue:
+    encoded = base64.b64encode(Path(path).read_bytes()).decode()
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{encoded})")
+
+
+def preview_md(df: pd.DataFrame, rows: int = 5) -> dg.MetadataValue:
+    shown = pd.concat([df.head(rows), df.tail(rows)]) if len(df) > 2 * rows else df
+    return dg.MetadataValue.md(shown.to_markdown() if _has_tabulate() else shown.to_string())
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def scalar_metadata(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Keep the plain numbers of a metrics dict (Dagster plots numeric metadata over materializations)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, bool):
+            out[prefix + key] = value
+        elif isinstance(value, int | float) and value == value:
+            out[prefix + key] = float(value)
+    return out

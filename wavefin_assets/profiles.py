@@ -1,0 +1,89 @@
+"""Run profiles: the defaults every asset `Config` starts from.
+
+`quick` (the default) sizes everything for a laptop CPU: the whole graph materializes in minutes. `full` is
+GPU-sized. Pick one with `WAVEFIN_PROFILE=quick|full` before Dagster loads the definitions; any single knob can
+still be overridden per run through Dagster run config.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from wavefin_core.errors import ConfigError
+
+PROFILE_ENV = "WAVEFIN_PROFILE"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # raw_prices (Merton jump diffusion series)
+    mjd_days: int
+    mjd_freq: str
+    # segments
+    window: int
+    stride: int
+    # scalograms
+    num_scales: int
+    # diffusion_model
+    unet_channels: tuple[int, ...]
+    unet_attention: bool
+    diffusion_epochs: int
+    diffusion_batch_size: int
+    diffusion_max_steps: int | None
+    # synthetic_series
+    n_synthetic: int
+    inference_steps: int
+    # forecasters
+    classifier_epochs: int
+    classifier_arch: str
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        mjd_days=4,
+        mjd_freq="minute",
+        window=64,
+        stride=8,
+        num_scales=32,
+        unet_channels=(32, 64, 64),
+        unet_attention=False,
+        diffusion_epochs=3,
+        diffusion_batch_size=32,
+        diffusion_max_steps=240,
+        n_synthetic=128,
+        inference_steps=25,
+        classifier_epochs=8,
+        classifier_arch="cnn",
+    ),
+    "full": Profile(
+        name="full",
+        mjd_days=30,
+        mjd_freq="minute",
+        window=256,
+        stride=16,
+        num_scales=64,
+        unet_channels=(64, 128, 256, 256),
+        unet_attention=True,
+        diffusion_epochs=40,
+        diffusion_batch_size=64,
+        diffusion_max_steps=None,
+        n_synthetic=2048,
+        inference_steps=50,
+        classifier_epochs=30,
+        classifier_arch="cnn",
+    ),
+}
+
+
+def active_profile() -> Profile:
+    """The profile named by `WAVEFIN_PROFILE` (default `quick`)."""
+    name = os.environ.get(PROFILE_ENV, "quick").strip().lower() or "quick"
+    if name not in PROFILES:
+        raise ConfigError(f"{PROFILE_ENV}={name!r} is not a profile; use one of {sorted(PROFILES)}.")
+    return PROFILES[name]
+
+
+PROFILE = active_profile()
