@@ -32,6 +32,7 @@ class Profile:
     diffusion_epochs: int
     diffusion_batch_size: int
     diffusion_max_steps: int | None
+    diffusion_learning_rate: float
     # synthetic_series
     n_synthetic: int
     inference_steps: int
@@ -43,16 +44,17 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
-        mjd_days=4,
+        mjd_days=8,
         mjd_freq="minute",
         window=64,
         stride=8,
         num_scales=32,
         unet_channels=(32, 64, 64),
         unet_attention=False,
-        diffusion_epochs=3,
+        diffusion_epochs=40,
         diffusion_batch_size=32,
-        diffusion_max_steps=240,
+        diffusion_max_steps=1200,
+        diffusion_learning_rate=1e-3,
         n_synthetic=128,
         inference_steps=25,
         classifier_epochs=8,
@@ -70,6 +72,7 @@ PROFILES: dict[str, Profile] = {
         diffusion_epochs=40,
         diffusion_batch_size=64,
         diffusion_max_steps=None,
+        diffusion_learning_rate=2e-4,
         n_synthetic=2048,
         inference_steps=50,
         classifier_epochs=30,

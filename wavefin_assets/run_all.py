@@ -27,12 +27,16 @@ def main() -> int:
     started = time.perf_counter()
     print(f"wavefin: profile {PROFILE.name!r}, storage {storage_root()}", flush=True)
 
+    # Dagster's console logger defaults to DEBUG (every event); INFO keeps the asset's own progress lines.
+    quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("WAVEFIN_LOG_LEVEL", "INFO")}}}}
     failed: list[str] = []
     ingest = defs.resolve_job_def("ingest")
     for key in series_partition_keys():
         t0 = time.perf_counter()
         print(f"[data] {key}: raw_prices → clean_prices → segments → scalograms …", flush=True)
-        result = ingest.execute_in_process(partition_key=key, instance=instance, raise_on_error=False)
+        result = ingest.execute_in_process(
+            run_config=quiet, partition_key=key, instance=instance, raise_on_error=False
+        )
         if result.success:
             print(f"[data] {key}: done in {time.perf_counter() - t0:.1f}s", flush=True)
         else:
@@ -44,7 +48,9 @@ def main() -> int:
 
     t0 = time.perf_counter()
     print("[models] diffusion_model, synthetic_series, forecasters and reports …", flush=True)
-    result = defs.resolve_job_def("retrain").execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def("retrain").execute_in_process(
+        run_config=quiet, instance=instance, raise_on_error=False
+    )
     if not result.success:
         print(f"[models] FAILED — {_first_error(result)}", file=sys.stderr)
         return 1

@@ -9,7 +9,8 @@ import torch
 
 from wavefin_core.errors import ConfigError
 from wavefin_core.wavelets import cwt, scale_frequencies
-from wavefin_core.wavelets.filters import filter_bank
+from wavefin_core.wavelets.cwt import bank_for
+from wavefin_core.wavelets.filters import FAST_LENGTH_FACTORS, fast_length, filter_bank
 
 WAVELETS = ["morl", "mexh", "gaus1", "cmor1.5-1.0"]
 # Wide range on purpose: from sub-sample scales to filters far longer than the window.
@@ -91,6 +92,43 @@ def test_chunking_does_not_change_the_result(wavelet):
         np.testing.assert_allclose(cwt(x, SCALES, wavelet, chunk_size=chunk), whole, rtol=0, atol=1e-15)
     x_t = torch.from_numpy(x)
     np.testing.assert_allclose(cwt(x_t, SCALES, wavelet, chunk_size=2).numpy(), whole, rtol=0, atol=1e-15)
+
+
+def test_unsorted_scales_match_pywt_on_numpy_and_torch():
+    # Unsorted scales put scales of one FFT length at non-contiguous positions (index arrays, not slices).
+    scales = np.random.default_rng(3).permutation(SCALES)
+    x = returns((3, 90))
+    for wavelet in ["morl", "cmor1.5-1.0"]:
+        ref = pywt_reference(x, scales, wavelet)
+        assert_close_to(cwt(x, scales, wavelet), ref, rel=1e-12)
+        assert_close_to(cwt(torch.from_numpy(x), scales, wavelet).numpy(), ref, rel=1e-12)
+
+
+def test_small_scales_get_shorter_ffts():
+    scales = np.geomspace(1, 128, 64)
+    bank, _ = bank_for("morl", scales, 256, np.dtype(np.float64), complex_input=False)
+    lengths = [group.fft_len for group in bank.groups]
+    assert lengths == sorted(lengths) and lengths[0] < 300 and lengths[-1] == 512  # 2n for the longest filters
+    assert sum(group.responses.shape[0] for group in bank.groups) == scales.size
+
+
+def test_fast_length_is_the_smallest_allowed_length():
+    def allowed(length):
+        return any(length % m == 0 and (length // m) & (length // m - 1) == 0 for m in FAST_LENGTH_FACTORS)
+
+    for need in range(1, 3000):
+        length = fast_length(need)
+        assert allowed(length) and not any(allowed(k) for k in range(need, length))
+
+
+def test_gradients_flow_through_the_torch_path():
+    x = returns((2, 64))
+    x_t = torch.from_numpy(x).requires_grad_()
+    weights = torch.from_numpy(returns((2, SCALES.size, 64), seed=4))
+    (cwt(x_t, SCALES, "morl", chunk_size=1) * weights).sum().backward()
+    impulses = cwt(np.eye(64), SCALES, "morl")  # (k, S, t): the CWT of each unit impulse
+    expected = np.einsum("kst,bst->bk", impulses, weights.numpy())
+    np.testing.assert_allclose(x_t.grad.numpy(), expected, rtol=0, atol=1e-12)
 
 
 def test_filter_responses_are_cached():

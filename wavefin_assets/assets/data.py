@@ -17,6 +17,8 @@ from wavefin_core.preprocess import (
     check_monotonic_unique_index,
     check_no_nan,
     check_positive_prices,
+)
+from wavefin_core.preprocess import (
     clean_prices as clean_price_frame,
 )
 from wavefin_core.scalograms import ScalogramSet, build_scalograms

@@ -88,6 +88,9 @@ def forecasters(
             "direction": data.direction, "target_return": data.target_return,
             f"scalogram_{config.arch}_proba_up": proba[:, 1], "logistic_proba_up": logistic_proba,
             "arima_return": arima_pred,
+            # Each series' train-window std: the report compares return errors in these units, so series of
+            # different frequencies (minute MJD, daily S&P) pool fairly.
+            "return_scale": np.concatenate([np.full(len(s), s.norm_std) for s in sets.values()]),
             # The last `horizon` returns of each window: all the naive "previous direction" baseline needs.
             "recent_returns": list(np.concatenate([s.windows[:, -s.horizon :] for s in sets.values()])),
         })
@@ -128,6 +131,7 @@ def forecast_report(
     predictions = pd.read_parquet(forecasters["predictions"])
     test = predictions[predictions["split"] == "test"]
     classifier = forecasters["classifier"]
+    scale = test["return_scale"]
     results = [
         {"model": classifier, "kind": "direction",
          "pred": (test[f"{classifier}_proba_up"] > 0.5).astype(int).to_numpy(),
@@ -137,16 +141,17 @@ def forecast_report(
          "proba": test["logistic_proba_up"].to_numpy()},
         {"model": "arima_sign", "kind": "direction",
          "pred": (test["arima_return"] > 0).astype(int).to_numpy(), "proba": None},
-        {"model": "arima", "kind": "return", "pred": test["arima_return"].to_numpy(), "proba": None},
+        {"model": "arima", "kind": "return", "pred": (test["arima_return"] / scale).to_numpy(), "proba": None},
     ]
     out_dir = storage.path("reports", "forecast")
     train = predictions[predictions["split"] == "train"]
     report_context = {"series": ",".join(forecasters["series"]), "test_windows": len(test),
+                      "return_units": "each series' train-window standard deviation",
                       "train_up_fraction": float(train["direction"].mean()), "profile": PROFILE.name}
     report = write_forecast_report(
         results, out_dir, title="wavefin forecast report", context=report_context,
-        y_true_direction=test["direction"].to_numpy(), y_true_return=test["target_return"].to_numpy(),
-        train_direction=train["direction"].to_numpy(), windows=np.stack(test["recent_returns"].to_numpy()),
+        y_true_direction=test["direction"].to_numpy(), y_true_return=(test["target_return"] / scale).to_numpy(),
+        train_direction=train["direction"].to_numpy(), windows=np.stack(test["recent_returns"].to_numpy()) / scale.to_numpy()[:, None],
         horizon=int(forecasters.get("horizon", 1)),
     )
     with mlflow.start_run("forecast_report", tags={"asset": "forecast_report"}) as run:

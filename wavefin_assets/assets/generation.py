@@ -14,7 +14,13 @@ from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
 from wavefin_core.evaluation.plots import plot_training_curve, save_figure
 from wavefin_core.evaluation.reports import write_generation_report
-from wavefin_core.models import DiffusionConfig, load_diffusion, sample_diffusion, save_diffusion, train_diffusion
+from wavefin_core.models import (
+    DiffusionConfig,
+    load_diffusion,
+    sample_diffusion,
+    save_diffusion,
+    train_diffusion,
+)
 from wavefin_core.scalograms import ScalogramSet
 from wavefin_core.wavelets import cwt, to_channels
 
@@ -27,7 +33,7 @@ class DiffusionModelConfig(dg.Config):
     num_train_timesteps: int = 1000
     epochs: int = PROFILE.diffusion_epochs
     batch_size: int = PROFILE.diffusion_batch_size
-    learning_rate: float = 2e-4
+    learning_rate: float = PROFILE.diffusion_learning_rate
     max_steps: int | None = PROFILE.diffusion_max_steps
     seed: int = 0
 
@@ -194,7 +200,8 @@ def generation_report(
     pooled = pool(sets)
     test = pooled.split == "test"
     real_test = pooled.standardized[test]
-    train_returns = _train_returns(sets[meta["reference_series"]])
+    # GARCH-t baseline fitted on the same series' train returns, standardised like the real and synthetic windows.
+    train_returns = np.concatenate([_train_returns(s) for s in sets.values()])
     n = synthetic_series.num_rows
     synth = synthetic_series.column("standardized").combine_chunks().flatten().to_numpy().reshape(n, -1)
     synth_images = synthetic_series.column("image").combine_chunks().to_numpy_ndarray()

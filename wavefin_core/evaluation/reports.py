@@ -424,11 +424,12 @@ def write_forecast_report(
         else:
             beats = c["accuracy"] > best_acc
             metrics[f"{name}_beats_naive"] = float(beats)
-            verdict = "yes" if beats else "**no**"
+            significant = c["binomial_p"] < 0.05
+            verdict = ("yes" if significant else "yes (not significant)") if beats else "**no**"
             if beats:
                 sentences.append(f"{name} beats the best naive baseline (accuracy {c['accuracy']:.4f} vs "
                                  f"{best_acc:.4f} for {best_naive}; binomial p vs 50% = "
-                                 f"{_fmt(c['binomial_p'])}).")
+                                 f"{_fmt(c['binomial_p'])}{'' if significant else ', not significant at 5%'}).")
             else:
                 sentences.append(f"{name} does not beat the naive baseline (accuracy {c['accuracy']:.4f} "
                                  f"vs {best_acc:.4f} for {best_naive}).")
