@@ -57,6 +57,12 @@ class Pooled:
 def pool(sets: dict[str, ScalogramSet]) -> Pooled:
     """Stack the series; each series' windows standardised with its own train-only statistics."""
     parts = list(sets.items())
+    shapes = {name: s.images.shape[1:] for name, s in parts}
+    if len(set(shapes.values())) > 1:
+        raise ConfigError(
+            f"series have scalograms of different shapes {shapes}; re-materialize them with the same `window` "
+            "and `num_scales`, or pick series of one shape with the `series` config."
+        )
     return Pooled(
         images=np.concatenate([s.images for _, s in parts]),
         standardized=np.concatenate([(s.windows - s.norm_mean) / s.norm_std for _, s in parts]),

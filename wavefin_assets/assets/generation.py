@@ -126,7 +126,7 @@ def synthetic_series(
     device: DeviceResource,
 ) -> dg.Output[pa.Table]:
     model, scheduler, meta = load_diffusion(diffusion_model["path"])
-    inverse = meta["extra"]["inverse"] if "extra" in meta else meta["inverse"]
+    inverse = meta["extra"]["inverse"]
     reference = config.reference_series or diffusion_model["series"][0]
     ref = _inverse_map(inverse[reference])
     images = sample_diffusion(

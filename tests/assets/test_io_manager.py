@@ -1,0 +1,50 @@
+"""The Parquet/JSON IO manager: formats, partitions, and no pickle."""
+
+from __future__ import annotations
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from wavefin_assets.io_manager import WavefinIOManager
+
+
+def _roundtrip(manager: WavefinIOManager, value, partition: str | None = None):
+    key = dg.AssetKey(["thing"])
+    partitions = dg.StaticPartitionsDefinition(["a", "b"]) if partition else None
+    out = dg.build_output_context(asset_key=key, partition_key=partition, asset_partitions_def=partitions)
+    manager.handle_output(out, value)
+    inp = dg.build_input_context(asset_key=key, partition_key=partition, asset_partitions_def=partitions,
+                                 upstream_output=out)
+    return manager.load_input(inp)
+
+
+def test_dataframe_with_attrs_round_trips_as_parquet(tmp_path):
+    manager = WavefinIOManager(base_dir=str(tmp_path))
+    frame = pd.DataFrame({"x": [1.0, 2.0]}, index=pd.date_range("2020", periods=2, tz="UTC", name="timestamp"))
+    frame.attrs["winsor_bounds"] = [-0.1, 0.1]
+    loaded = _roundtrip(manager, frame, partition="a")
+    pd.testing.assert_frame_equal(loaded, frame, check_freq=False)
+    assert loaded.attrs["winsor_bounds"] == [-0.1, 0.1]
+    assert (tmp_path / "thing" / "a.parquet").exists()
+    assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob(".*tmp*"))
+
+
+def test_arrow_table_keeps_schema_metadata_and_dict_is_json(tmp_path):
+    manager = WavefinIOManager(base_dir=str(tmp_path))
+    table = pa.table({"image": pa.FixedShapeTensorArray.from_numpy_ndarray(np.ones((3, 2, 2), np.float32))})
+    table = table.replace_schema_metadata({b"k": b"v"})
+    loaded = _roundtrip(manager, table)
+    assert loaded.schema.metadata[b"k"] == b"v"
+    np.testing.assert_array_equal(loaded.column("image").combine_chunks().to_numpy_ndarray(), np.ones((3, 2, 2)))
+    assert _roundtrip(manager, {"path": "/x", "n": 3}) == {"path": "/x", "n": 3}
+    assert (tmp_path / "thing" / "__all__.json").exists()
+    assert not (tmp_path / "thing" / "__all__.parquet").exists()  # the stale format was removed
+
+
+def test_unsupported_types_are_refused(tmp_path):
+    manager = WavefinIOManager(base_dir=str(tmp_path))
+    with pytest.raises(TypeError, match="DataFrame, pyarrow.Table or dict"):
+        _roundtrip(manager, object())
