@@ -1,10 +1,13 @@
 """Batched continuous wavelet transform that reproduces ``pywt.cwt`` at FFT speed.
 
 Why not ``pywt.cwt``: it loops over scales in Python and, with ``method='conv'``, over every window of a
-batch as well. Here the whole batch is transformed with one forward FFT, multiplied by all per-scale
-frequency responses (computed once and cached, see :mod:`.filters`) and brought back with one batched
-inverse FFT per chunk. Chunking bounds the working memory (~64 MB) independently of the batch size; the
-result is written straight into a preallocated output.
+batch as well. Here the scales are grouped by the FFT length they need (short filters, i.e. small scales,
+need much shorter FFTs than long ones; see :mod:`.filters`). For each group the batch is transformed with
+one forward FFT, multiplied by the group's frequency responses (computed once and cached) and brought back
+with one batched inverse FFT, chunk by chunk, straight into a preallocated output. Chunks are sized so that
+the work buffer (~1 MB) stays in the CPU cache: the multiply, the inverse FFT and the copy of the ``n`` valid
+samples then never go through main memory, which made the benchmark workload 1.3-1.6x faster than with
+64 MB chunks; peak memory is the output plus a few MB.
 
 Threads: the numpy path uses scipy.fft's default worker count (1), because Dagster may run several
 partitions in parallel processes; wrap a call in ``with scipy.fft.set_workers(n):`` to use ``n`` cores.
@@ -33,8 +36,11 @@ try:  # torch is a core dependency, but keep the numpy path importable without i
 except ImportError:  # pragma: no cover
     torch = None
 
-#: Target size of one chunk's complex work buffer; keeps peak memory ~ output + a few of these.
-CHUNK_BYTES = 64 * 2**20
+#: Target size of one chunk's complex work buffer on the numpy path: small enough to stay in the L2/L3 cache
+#: (0.5-2 MB measured equally fast, 4 MB already slower, 64 MB 1.3-1.6x slower end to end).
+CHUNK_BYTES = 2**20
+#: The same for torch, whose FFTs may run on a GPU: bigger chunks mean fewer kernel launches.
+TORCH_CHUNK_BYTES = 64 * 2**20
 
 ArrayLike = Any  # numpy array, array-like or torch.Tensor
 
@@ -89,70 +95,71 @@ def bank_for(wavelet: str, scales: np.ndarray, n: int, real_dtype: np.dtype, com
     return bank, not onesided
 
 
-def _chunk_rows(chunk_size: int | None, bank: FilterBank, itemsize: int) -> int:
+def _chunk_rows(chunk_size: int | None) -> int | None:
+    """The user's windows per chunk, validated; None = size each group's chunks by its buffer bytes."""
     if chunk_size is None:
-        per_row = bank.responses.shape[0] * bank.fft_len * itemsize
-        return max(1, CHUNK_BYTES // per_row)
+        return None
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ConfigError(f"chunk_size={chunk_size!r} must be a positive integer (windows per chunk) or None.")
     return int(chunk_size)
 
 
-def _cwt_numpy(rows: np.ndarray, bank: FilterBank, complex_out: bool, chunk: int) -> np.ndarray:
-    """CWT of ``rows`` (B, n) -> (B, S, n) with scipy.fft, chunk by chunk into a preallocated output."""
+def _cwt_numpy(rows: np.ndarray, bank: FilterBank, complex_out: bool, chunk: int | None) -> np.ndarray:
+    """CWT of ``rows`` (B, n) -> (B, S, n) with scipy.fft, group by group and chunk by chunk."""
     batch, n = rows.shape
-    scales, fft_len = bank.responses.shape[0], bank.fft_len
-    out = np.empty((batch, scales, n), dtype=bank.responses.dtype if complex_out else rows.real.dtype)
-    work = np.empty((min(chunk, batch),) + bank.responses.shape, dtype=bank.responses.dtype)
-    for start in range(0, batch, chunk):
-        block = rows[start:start + chunk]
-        spectrum_buf = work[:block.shape[0]]
-        if bank.onesided:
-            spectrum = sfft.rfft(block, n=fft_len, axis=-1)
-            np.multiply(spectrum[:, None, :], bank.responses, out=spectrum_buf)
-            signal = sfft.irfft(spectrum_buf, n=fft_len, axis=-1, overwrite_x=True)
-        else:
-            spectrum = sfft.fft(block, n=fft_len, axis=-1)
-            np.multiply(spectrum[:, None, :], bank.responses, out=spectrum_buf)
-            signal = sfft.ifft(spectrum_buf, axis=-1, overwrite_x=True)
-        out[start:start + block.shape[0]] = signal[..., :n]
+    out = np.empty((batch, bank.num_scales, n), dtype=bank.dtype if complex_out else rows.real.dtype)
+    for group in bank.groups:
+        fft_len, responses = group.fft_len, group.responses
+        step = chunk or max(1, CHUNK_BYTES // responses.nbytes)
+        work = np.empty((min(step, batch),) + responses.shape, dtype=responses.dtype)
+        for start in range(0, batch, step):
+            block = rows[start:start + step]
+            spectra = work[:block.shape[0]]
+            if bank.onesided:
+                np.multiply(sfft.rfft(block, n=fft_len, axis=-1)[:, None, :], responses, out=spectra)
+                signal = sfft.irfft(spectra, n=fft_len, axis=-1, overwrite_x=True)
+            else:
+                np.multiply(sfft.fft(block, n=fft_len, axis=-1)[:, None, :], responses, out=spectra)
+                signal = sfft.ifft(spectra, axis=-1, overwrite_x=True)
+            out[start:start + block.shape[0], group.index] = signal[..., :n]
     return out
 
 
 @lru_cache(maxsize=32)
-def _torch_responses(bank: FilterBank, device: str) -> torch.Tensor:
-    """The bank's responses as a tensor on ``device``, uploaded once per (bank, device)."""
-    return torch.from_numpy(np.array(bank.responses)).to(device)
+def _torch_groups(bank: FilterBank, device: str) -> tuple[tuple[int, Any, torch.Tensor], ...]:
+    """(fft_len, index, responses) per group, the responses uploaded to ``device`` once per (bank, device)."""
+    return tuple(
+        (group.fft_len,
+         group.index if isinstance(group.index, slice) else torch.tensor(group.index, device=device),
+         torch.from_numpy(np.array(group.responses)).to(device))
+        for group in bank.groups
+    )
 
 
-def _cwt_torch(rows: torch.Tensor, bank: FilterBank, complex_out: bool, chunk: int) -> torch.Tensor:
+def _cwt_torch(rows: torch.Tensor, bank: FilterBank, complex_out: bool, chunk: int | None) -> torch.Tensor:
     """Same algorithm as :func:`_cwt_numpy` with torch.fft on ``rows``' device.
 
-    Chunks are written into a preallocated output (peak memory ~ output + one chunk, which matters on a
-    GPU); when autograd is tracking ``rows`` they are concatenated instead so gradients flow.
+    Chunks (of ~64 MB by default: on a GPU fewer, larger launches pay) are written into a preallocated
+    output; when autograd tracks ``rows`` those in-place writes are recorded, so gradients flow.
     """
     batch, n = rows.shape
-    fft_len = bank.fft_len
-    responses = _torch_responses(bank, str(rows.device))
-    out_dtype = responses.dtype if complex_out else rows.real.dtype
-    track = rows.requires_grad and torch.is_grad_enabled()
-    out = None if track else torch.empty((batch, responses.shape[0], n), dtype=out_dtype, device=rows.device)
-    pieces = []
+    groups = _torch_groups(bank, str(rows.device))
+    if chunk is None:
+        widest = max(responses.shape[-1] for _, _, responses in groups)
+        chunk = max(1, TORCH_CHUNK_BYTES // (bank.num_scales * widest * bank.dtype.itemsize))
+    out_dtype = groups[0][2].dtype if complex_out else rows.real.dtype
+    out = torch.empty((batch, bank.num_scales, n), dtype=out_dtype, device=rows.device)
     for start in range(0, batch, chunk):
         block = rows[start:start + chunk]
-        if bank.onesided:
-            spectrum = torch.fft.rfft(block, n=fft_len, dim=-1)
-            signal = torch.fft.irfft(spectrum[:, None, :] * responses, n=fft_len, dim=-1)
-        else:
-            spectrum = torch.fft.fft(block, n=fft_len, dim=-1)
-            signal = torch.fft.ifft(spectrum[:, None, :] * responses, dim=-1)
-        if track:
-            pieces.append(signal[..., :n])
-        else:
-            out[start:start + block.shape[0]] = signal[..., :n]
-    if not track:
-        return out
-    return torch.cat(pieces, dim=0) if pieces else rows.new_empty((0, responses.shape[0], n), dtype=out_dtype)
+        for fft_len, index, responses in groups:
+            if bank.onesided:
+                spectrum = torch.fft.rfft(block, n=fft_len, dim=-1)
+                signal = torch.fft.irfft(spectrum[:, None, :] * responses, n=fft_len, dim=-1)
+            else:
+                spectrum = torch.fft.fft(block, n=fft_len, dim=-1)
+                signal = torch.fft.ifft(spectrum[:, None, :] * responses, dim=-1)
+            out[start:start + block.shape[0], index] = signal[..., :n]
+    return out
 
 
 def cwt(x: ArrayLike, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1.5-1.0",
@@ -167,8 +174,8 @@ def cwt(x: ArrayLike, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor
     wavelet : any continuous PyWavelets wavelet name ('cmor1.5-1.0', 'morl', 'mexh', 'gaus1', ...).
     sampling_period : kept for ``pywt.cwt`` parity; like there, it does not change the coefficients (only
         the frequencies a scale maps to, see ``pywt.scale2frequency``).
-    chunk_size : windows per FFT chunk; the default keeps one chunk's complex buffer near 64 MB. The result
-        does not depend on it.
+    chunk_size : windows per FFT chunk; the default sizes chunks per group of scales so that the complex work
+        buffer is ~1 MB (numpy, cache-resident) or ~64 MB (torch). The result does not depend on it.
 
     Returns
     -------
@@ -193,7 +200,7 @@ def cwt(x: ArrayLike, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor
     complex_input = dtype.kind == "c"
     n = int(x.shape[-1])
     bank, complex_out = bank_for(wavelet, scale_values, n, real_dtype, complex_input)
-    chunk = _chunk_rows(chunk_size, bank, complex_dtype.itemsize)
+    chunk = _chunk_rows(chunk_size)
     lead = tuple(x.shape[:-1])
     if tensor:
         target = getattr(torch, (complex_dtype if complex_input else real_dtype).name)
