@@ -48,7 +48,7 @@ def test_generation_report_contains_the_metrics(pipeline):
 def test_forecast_report_has_models_baselines_and_tests(pipeline):
     out = pipeline.load("forecast_report")
     text = Path(out["report"]).read_text()
-    for needle in ("scalogram_cnn", "arima", "logistic", "previous_direction", "majority", "zero"):
+    for needle in ("scalogram_cnn", "arima", "logistic", "lstm", "haar_lstm", "previous_direction", "majority", "zero"):
         assert needle in text, needle
     for needle in ("accuracy", "macro", "RMSE", "MAE", "binomial", "DM"):
         assert needle.lower() in text.lower(), needle

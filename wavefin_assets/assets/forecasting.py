@@ -16,7 +16,16 @@ from wavefin_assets.resources import DeviceResource, MLflowResource, StorageReso
 from wavefin_core.baselines import ArimaForecaster, LogisticBaseline
 from wavefin_core.evaluation.reports import write_forecast_report
 from wavefin_core.io import atomic_path
-from wavefin_core.models import ClassifierConfig, predict_proba, save_classifier, train_classifier
+from wavefin_core.models import (
+    ClassifierConfig,
+    SequenceConfig,
+    predict_proba,
+    predict_sequence_proba,
+    save_classifier,
+    save_sequence_classifier,
+    train_classifier,
+    train_sequence_classifier,
+)
 
 
 class ForecastersConfig(dg.Config):
@@ -29,12 +38,14 @@ class ForecastersConfig(dg.Config):
     seed: int = 0
     arima_p: int = 1
     arima_q: int = 1
+    lstm_hidden_size: int = 32
+    haar_level: int = 3  # causal Haar denoising depth of the Haar-LSTM's inputs
 
 
 @dg.asset(
     group_name=MODEL_GROUP,
-    description="Scalogram classifier (direction), logistic-regression and per-series ARIMA baselines, all "
-    "fitted on the train split; predictions for every window saved as Parquet.",
+    description="Scalogram classifier (direction), LSTM and causal Haar-denoised LSTM, logistic-regression and "
+    "per-series ARIMA baselines, all fitted on the train split; predictions for every window saved as Parquet.",
     **GPU_ASSET_KWARGS,
 )
 def forecasters(
@@ -67,6 +78,19 @@ def forecasters(
         save_classifier(clf.model, cfg, data.images.shape[1:], model_dir / f"scalogram_{config.arch}")
         proba = predict_proba(clf.model, data.images, device.torch_device())
 
+        sequence_proba = {}
+        for name, level in (("lstm", None), ("haar_lstm", config.haar_level)):
+            seq_cfg = SequenceConfig(hidden_size=config.lstm_hidden_size, epochs=config.epochs,
+                                     batch_size=config.batch_size, learning_rate=config.learning_rate,
+                                     patience=config.patience, seed=config.seed, denoise_level=level)
+            seq = train_sequence_classifier(data.standardized[train], data.direction[train],
+                                            data.standardized[val], data.direction[val], seq_cfg,
+                                            device.torch_device())
+            save_sequence_classifier(seq.model, seq_cfg, model_dir / name)
+            sequence_proba[name] = predict_sequence_proba(seq.model, data.standardized, seq_cfg,
+                                                          device.torch_device())[:, 1]
+            run.log_metrics({f"{name}_best_val_accuracy": seq.history[seq.best_epoch - 1]["val_accuracy"]})
+
         logistic = LogisticBaseline().fit(data.standardized[train], data.direction[train])
         logistic_proba = logistic.predict_proba(data.standardized)
         _write_json(model_dir / "logistic.json", logistic.to_dict())
@@ -87,6 +111,7 @@ def forecasters(
             "series": data.series, "end_time": data.end_time, "split": data.split,
             "direction": data.direction, "target_return": data.target_return,
             f"scalogram_{config.arch}_proba_up": proba[:, 1], "logistic_proba_up": logistic_proba,
+            "lstm_proba_up": sequence_proba["lstm"], "haar_lstm_proba_up": sequence_proba["haar_lstm"],
             "arima_return": arima_pred,
             # Each series' train-window std: the report compares return errors in these units, so series of
             # different frequencies (minute MJD, daily S&P) pool fairly.
@@ -136,9 +161,8 @@ def forecast_report(
         {"model": classifier, "kind": "direction",
          "pred": (test[f"{classifier}_proba_up"] > 0.5).astype(int).to_numpy(),
          "proba": test[f"{classifier}_proba_up"].to_numpy()},
-        {"model": "logistic", "kind": "direction",
-         "pred": (test["logistic_proba_up"] > 0.5).astype(int).to_numpy(),
-         "proba": test["logistic_proba_up"].to_numpy()},
+        *[{"model": name, "kind": "direction", "pred": (test[f"{name}_proba_up"] > 0.5).astype(int).to_numpy(),
+           "proba": test[f"{name}_proba_up"].to_numpy()} for name in ("logistic", "lstm", "haar_lstm")],
         {"model": "arima_sign", "kind": "direction",
          "pred": (test["arima_return"] > 0).astype(int).to_numpy(), "proba": None},
         {"model": "arima", "kind": "return", "pred": (test["arima_return"] / scale).to_numpy(), "proba": None},

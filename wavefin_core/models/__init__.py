@@ -1,4 +1,5 @@
-"""Deep models on scalograms: a diffusion generator (diffusers UNet) and direction classifiers (CNN, ViT).
+"""Deep models: a diffusion generator (diffusers UNet), scalogram direction classifiers (CNN, ViT) and LSTM
+direction classifiers on return windows (plain and Haar-denoised).
 
 Exports are resolved lazily (PEP 562): importing diffusers costs seconds, and code that only needs the
 classifiers, or only lists assets (every Dagster process start), should not pay for it.
@@ -30,8 +31,19 @@ __all__ = [
     "predict_proba",
     "save_classifier",
     "train_classifier",
+    # sequence
+    "ReturnLSTM",
+    "SequenceConfig",
+    "SequenceResult",
+    "load_sequence_classifier",
+    "predict_sequence_proba",
+    "prepare_sequences",
+    "save_sequence_classifier",
+    "train_sequence_classifier",
 ]
-_MODULE_OF = {name: "diffusion" if i < 8 else "classifier" for i, name in enumerate(__all__)}
+_MODULE_OF = {
+    name: "diffusion" if i < 8 else "classifier" if i < 18 else "sequence" for i, name in enumerate(__all__)
+}
 
 if TYPE_CHECKING:
     from wavefin_core.models.classifier import (
@@ -55,6 +67,16 @@ if TYPE_CHECKING:
         sample_diffusion,
         save_diffusion,
         train_diffusion,
+    )
+    from wavefin_core.models.sequence import (
+        ReturnLSTM,
+        SequenceConfig,
+        SequenceResult,
+        load_sequence_classifier,
+        predict_sequence_proba,
+        prepare_sequences,
+        save_sequence_classifier,
+        train_sequence_classifier,
     )
 
 
