@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dagster as dg
 import numpy as np
 import pyarrow as pa
 
 from wavefin_core.errors import ConfigError
+from wavefin_core.models.training import ProgressFn
 from wavefin_core.scalograms import ScalogramSet
 
 MODEL_GROUP = "models"
@@ -24,6 +26,17 @@ GPU_ASSET_KWARGS = dict(
         }
     },
 )
+
+
+def log_progress(context: dg.AssetExecutionContext, label: str, every: int = 1) -> ProgressFn:
+    """A core `progress(step, total, info)` callback that writes every `every`-th step to the Dagster log."""
+
+    def progress(step: int, total: int, info: dict) -> None:
+        if step == 1 or step % every == 0 or step == total:
+            details = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+            context.log.info(f"{label} {step}/{total} {details}")
+
+    return progress
 
 
 def select_series(tables: dict[str, pa.Table], wanted: list[str]) -> dict[str, ScalogramSet]:

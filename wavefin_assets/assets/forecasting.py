@@ -9,7 +9,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from wavefin_assets.assets.common import GPU_ASSET_KWARGS, MODEL_GROUP, REPORT_GROUP, pool, select_series
+from wavefin_assets.assets.common import (
+    GPU_ASSET_KWARGS,
+    MODEL_GROUP,
+    REPORT_GROUP,
+    log_progress,
+    pool,
+    select_series,
+)
 from wavefin_assets.metadata import scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
@@ -67,12 +74,9 @@ def forecasters(
         run.log_params({**cfg.to_dict(), "series": ",".join(sets), "n_train": int(train.sum()),
                         "arima_order": f"({config.arima_p},0,{config.arima_q})", "device": device.describe()})
 
-        def progress(epoch: int, total: int, info: dict) -> None:
-            context.log.info(f"classifier epoch {epoch}/{total} " + ", ".join(
-                f"{k}={v:.4g}" for k, v in info.items() if isinstance(v, float)))
-
         clf = train_classifier(data.images[train], data.direction[train], data.images[val], data.direction[val],
-                               cfg, device.torch_device(), progress=progress)
+                               cfg, device.torch_device(),
+                               progress=log_progress(context, f"{config.arch} epoch"))
         for row in clf.history:
             run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         save_classifier(clf.model, cfg, data.images.shape[1:], model_dir / f"scalogram_{config.arch}")
@@ -85,7 +89,7 @@ def forecasters(
                                      patience=config.patience, seed=config.seed, denoise_level=level)
             seq = train_sequence_classifier(data.standardized[train], data.direction[train],
                                             data.standardized[val], data.direction[val], seq_cfg,
-                                            device.torch_device())
+                                            device.torch_device(), progress=log_progress(context, f"{name} epoch"))
             save_sequence_classifier(seq.model, seq_cfg, model_dir / name)
             sequence_proba[name] = predict_sequence_proba(seq.model, data.standardized, seq_cfg,
                                                           device.torch_device())[:, 1]

@@ -8,7 +8,14 @@ import dagster as dg
 import numpy as np
 import pyarrow as pa
 
-from wavefin_assets.assets.common import GPU_ASSET_KWARGS, MODEL_GROUP, REPORT_GROUP, pool, select_series
+from wavefin_assets.assets.common import (
+    GPU_ASSET_KWARGS,
+    MODEL_GROUP,
+    REPORT_GROUP,
+    log_progress,
+    pool,
+    select_series,
+)
 from wavefin_assets.metadata import image_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
@@ -36,15 +43,6 @@ class DiffusionModelConfig(dg.Config):
     learning_rate: float = PROFILE.diffusion_learning_rate
     max_steps: int | None = PROFILE.diffusion_max_steps
     seed: int = 0
-
-
-def _log_progress(context: dg.AssetExecutionContext, label: str, every: int):
-    def progress(step: int, total: int, info: dict) -> None:
-        if step == 1 or step % every == 0 or step == total:
-            details = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
-            context.log.info(f"{label} {step}/{total} {details}")
-
-    return progress
 
 
 @dg.asset(
@@ -76,7 +74,7 @@ def diffusion_model(
     with mlflow.start_run("diffusion_model", tags={"asset": "diffusion_model", "profile": PROFILE.name}) as run:
         run.log_params({**cfg.to_dict(), "series": ",".join(sets), "n_train": len(train_images),
                         "device": device.describe()})
-        result = train_diffusion(train_images, cfg, torch_device, progress=_log_progress(context, "step", 50))
+        result = train_diffusion(train_images, cfg, torch_device, progress=log_progress(context, "step", 50))
         run.log_metric_history("train_loss", result.losses)
         model_dir = storage.path("models") / "diffusion_model"
         inverse = {name: s.metadata() for name, s in sets.items()}
@@ -132,7 +130,7 @@ def synthetic_series(
     images = sample_diffusion(
         model, tuple(diffusion_model["sample_shape"]), config.n_samples, sampler=config.sampler,
         num_inference_steps=config.num_inference_steps, seed=config.seed, device=device.torch_device(),
-        train_scheduler=scheduler, progress=_log_progress(context, "sampling step", 10),
+        train_scheduler=scheduler, progress=log_progress(context, "sampling step", 10),
     )
     standardized = ref.to_standardized(images)
     returns = standardized * ref.norm_std + ref.norm_mean

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -304,8 +305,34 @@ def train_classifier(
         )
     y_train = _check_labels(y_train, len(x_train), "y_train")
     y_val = _check_labels(y_val, len(x_val), "y_val")
-    device = resolve_device(device)
+    model, history, best_epoch, weights = fit_direction_model(
+        lambda: build_classifier(cfg, x_train.shape[1:]), x_train, y_train, x_val, y_val, cfg,
+        resolve_device(device), progress, eval_batch_size=256,
+    )
+    return ClassifierResult(
+        model=model, history=history, best_epoch=best_epoch, config=cfg,
+        class_weights=[float(w) for w in weights],
+    )
 
+
+def fit_direction_model(
+    build_model: Callable[[], nn.Module],
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: Any,
+    device: torch.device,
+    progress: ProgressFn | None = None,
+    eval_batch_size: int = 256,
+) -> tuple[nn.Module, list[dict[str, float]], int, np.ndarray]:
+    """The training loop every direction classifier shares (scalogram CNN/ViT, LSTMs).
+
+    Class-weighted cross-entropy (`cfg.balance_classes`) with AdamW; validation loss with the same weights drives
+    early stopping, and the returned model holds the best validation epoch's weights. `cfg` needs `seed`,
+    `epochs`, `batch_size`, `learning_rate`, `weight_decay`, `patience`, `max_steps` and `balance_classes`.
+    Returns (model, history, best_epoch, class weights).
+    """
     weights = class_weights(y_train) if cfg.balance_classes else np.ones(N_CLASSES)
     n = len(x_train)
     batch_size = min(cfg.batch_size, n)
@@ -316,7 +343,7 @@ def train_classifier(
     steps = 0
 
     with seeded(cfg.seed, device) as generator:
-        model = build_classifier(cfg, x_train.shape[1:]).to(device)
+        model = build_model().to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         weight_tensor = torch.tensor(weights, dtype=torch.float32)
         criterion = nn.CrossEntropyLoss(weight=weight_tensor.to(device))
@@ -337,7 +364,7 @@ def train_classifier(
                     break
 
             model.eval()
-            val_logits = _logits(model, x_val, device, max(batch_size, 256))
+            val_logits = _logits(model, x_val, device, max(batch_size, eval_batch_size))
             row = {
                 "epoch": epoch,
                 "train_loss": loss_sum / seen,
@@ -352,14 +379,7 @@ def train_classifier(
                 break
         stopper.restore(model)
         model.eval()
-
-    return ClassifierResult(
-        model=model,
-        history=history,
-        best_epoch=stopper.best_epoch,
-        config=cfg,
-        class_weights=[float(w) for w in weights],
-    )
+    return model, history, stopper.best_epoch, weights
 
 
 def _accuracies(predicted: np.ndarray, y: np.ndarray) -> dict[str, float]:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -27,19 +26,15 @@ from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.io import atomic_directory
 from wavefin_core.models.classifier import (
     N_CLASSES,
-    _accuracies,
     _check_labels,
     _logits,
     _model_device,
-    class_weights,
+    fit_direction_model,
 )
 from wavefin_core.models.training import (
-    EarlyStopping,
     ProgressFn,
     check_positive,
-    minibatches,
     resolve_device,
-    seeded,
 )
 from wavefin_core.wavelets.haar import haar_denoise
 
@@ -218,60 +213,12 @@ def train_sequence_classifier(
     data_val = _prepare(x_val, cfg, "x_val")
     y_train = _check_labels(y_train, len(data_train), "y_train")
     y_val = _check_labels(y_val, len(data_val), "y_val")
-    device = resolve_device(device)
-
-    weights = class_weights(y_train) if cfg.balance_classes else np.ones(N_CLASSES)
-    n = len(data_train)
-    batch_size = min(cfg.batch_size, n)
-    data, labels = torch.from_numpy(data_train), torch.from_numpy(y_train)
-    val_labels = torch.from_numpy(y_val)
-    history: list[dict[str, float]] = []
-    stopper = EarlyStopping(cfg.patience)
-    steps = 0
-
-    with seeded(cfg.seed, device) as generator:
-        model = _build(cfg).to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        weight_tensor = torch.tensor(weights, dtype=torch.float32)
-        criterion = nn.CrossEntropyLoss(weight=weight_tensor.to(device))
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            loss_sum = 0.0
-            seen = 0
-            for index in minibatches(n, batch_size, generator):
-                logits = model(data[index].to(device))
-                loss = criterion(logits, labels[index].to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(index)
-                seen += len(index)
-                steps += 1
-                if cfg.max_steps is not None and steps >= cfg.max_steps:
-                    break
-
-            model.eval()
-            val_logits = _logits(model, data_val, device, max(batch_size, 512))
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / seen,
-                "val_loss": F.cross_entropy(val_logits, val_labels, weight=weight_tensor).item(),
-                **_accuracies(val_logits.argmax(1).numpy(), y_val),
-            }
-            history.append(row)
-            if progress is not None:
-                progress(epoch, cfg.epochs, row)
-            should_stop = stopper.update(row["val_loss"], model, epoch)
-            if should_stop or (cfg.max_steps is not None and steps >= cfg.max_steps):
-                break
-        stopper.restore(model)
-        model.eval()
-
+    model, history, best_epoch, weights = fit_direction_model(
+        lambda: _build(cfg), data_train, y_train, data_val, y_val, cfg, resolve_device(device), progress,
+        eval_batch_size=512,
+    )
     return SequenceResult(
-        model=model,
-        history=history,
-        best_epoch=stopper.best_epoch,
-        config=cfg,
+        model=model, history=history, best_epoch=best_epoch, config=cfg,
         class_weights=[float(w) for w in weights],
     )
 
