@@ -29,6 +29,11 @@ UNPARTITIONED = "__all__"
 SUFFIXES = (".parquet", ".json")
 
 
+def _with(stem: Path, suffix: str) -> Path:
+    """`stem` + `suffix`; unlike `Path.with_suffix` it keeps dots in partition keys (`csv-EUR.USD`)."""
+    return stem.parent / f"{stem.name}{suffix}"
+
+
 class WavefinIOManager(dg.ConfigurableIOManager):
     """Parquet/JSON storage under `base_dir` (default `storage/io`)."""
 
@@ -44,15 +49,15 @@ class WavefinIOManager(dg.ConfigurableIOManager):
         stem = self._stem(context.asset_key, partition)
         stem.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(obj, pd.DataFrame):
-            path = stem.with_suffix(".parquet")
+            path = _with(stem, ".parquet")
             with atomic_path(path) as tmp:
                 obj.to_parquet(tmp)
         elif isinstance(obj, pa.Table):
-            path = stem.with_suffix(".parquet")
+            path = _with(stem, ".parquet")
             with atomic_path(path) as tmp:
                 pq.write_table(obj, tmp)
         elif isinstance(obj, dict):
-            path = stem.with_suffix(".json")
+            path = _with(stem, ".json")
             with atomic_path(path) as tmp:
                 tmp.write_text(json.dumps(obj, indent=2, default=str))
         else:
@@ -62,7 +67,7 @@ class WavefinIOManager(dg.ConfigurableIOManager):
             )
         # Remove a stale file of the other format, so a load never finds two candidates.
         for suffix in SUFFIXES:
-            other = stem.with_suffix(suffix)
+            other = _with(stem, suffix)
             if other != path and other.exists():
                 other.unlink()
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
@@ -78,7 +83,7 @@ class WavefinIOManager(dg.ConfigurableIOManager):
         loaded: dict[str, Any] = {}
         for key in keys:
             stem = self._stem(asset_key, key)
-            if any(stem.with_suffix(s).exists() for s in SUFFIXES):
+            if any(_with(stem, s).exists() for s in SUFFIXES):
                 loaded[key] = self._load(stem, asset_key)
             else:
                 context.log.warning(
@@ -93,12 +98,11 @@ class WavefinIOManager(dg.ConfigurableIOManager):
 
     @staticmethod
     def _load(stem: Path, asset_key: dg.AssetKey) -> Any:
-        parquet, js = stem.with_suffix(".parquet"), stem.with_suffix(".json")
+        parquet, js = _with(stem, ".parquet"), _with(stem, ".json")
         if parquet.exists():
-            table = pq.read_table(parquet)
-            if table.schema.pandas_metadata is not None:
+            if pq.read_schema(parquet).pandas_metadata is not None:
                 return pd.read_parquet(parquet)
-            return table
+            return pq.read_table(parquet)
         if js.exists():
             return json.loads(js.read_text())
         raise FileNotFoundError(
@@ -108,4 +112,4 @@ class WavefinIOManager(dg.ConfigurableIOManager):
 
 def default_io_manager() -> WavefinIOManager:
     """The IO manager under `$WAVEFIN_STORAGE/io` (default `storage/io`)."""
-    return WavefinIOManager(base_dir=str(Path(os.environ.get("WAVEFIN_STORAGE", "storage")) / "io"))
+    return WavefinIOManager(base_dir=str(Path(os.environ.get("WAVEFIN_STORAGE", "storage")).resolve() / "io"))

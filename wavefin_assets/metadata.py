@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import numbers
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,21 @@ def scalar_metadata(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, bool):
             out[prefix + key] = value
-        elif isinstance(value, int | float) and value == value:
+        elif isinstance(value, numbers.Real) and value == value:
             out[prefix + key] = float(value)
     return out
+
+
+def report_md(markdown_path: str | Path) -> dg.MetadataValue:
+    """A markdown report with its relative `figures/*.png` links inlined, so the plots show in the Dagster UI."""
+    markdown_path = Path(markdown_path)
+
+    def inline(match: re.Match) -> str:
+        image = markdown_path.parent / match.group(2)
+        if not image.is_file():
+            return match.group(0)
+        encoded = base64.b64encode(image.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{encoded})"
+
+    text = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", inline, markdown_path.read_text())
+    return dg.MetadataValue.md(text)

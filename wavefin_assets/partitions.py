@@ -19,7 +19,7 @@ CSV_PREFIX = "csv-"
 
 def prices_dir() -> Path:
     """Where user CSVs live: `$WAVEFIN_PRICES_DIR`, default `data/prices`."""
-    return Path(os.environ.get("WAVEFIN_PRICES_DIR", "data/prices"))
+    return Path(os.environ.get("WAVEFIN_PRICES_DIR", "data/prices")).resolve()
 
 
 def csv_partition_key(path: Path) -> str:
@@ -27,11 +27,20 @@ def csv_partition_key(path: Path) -> str:
 
 
 def discover_csv_series(directory: Path | None = None) -> dict[str, Path]:
-    """`{partition key: path}` for every `*.csv` in the prices directory, sorted by name."""
+    """`{partition key: path}` for every `*.csv` (any case) in the prices directory, sorted by name.
+
+    Two names that sanitise to the same key (`a b.csv`, `a_b.csv`) get `-2`, `-3`, … so neither is lost.
+    """
     directory = directory or prices_dir()
     if not directory.is_dir():
         return {}
-    return {csv_partition_key(p): p for p in sorted(directory.glob("*.csv")) if p.is_file()}
+    found: dict[str, Path] = {}
+    for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() == ".csv"):
+        key, n = csv_partition_key(path), 2
+        while key in found:
+            key, n = f"{csv_partition_key(path)}-{n}", n + 1
+        found[key] = path
+    return found
 
 
 def series_partition_keys() -> list[str]:

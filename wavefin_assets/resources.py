@@ -6,6 +6,8 @@ resource and not mlflow's global fluent state), so concurrent runs never share a
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,7 +76,7 @@ class MLflowRun:
         items = [
             Metric(str(k), float(v), now, step or 0)
             for k, v in _flatten(metrics).items()
-            if isinstance(v, int | float) and v == v and abs(float(v)) != float("inf")
+            if isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
         ]
         for start in range(0, len(items), 500):
             self.client.log_batch(self.run_id, metrics=items[start : start + 500])
@@ -132,17 +134,38 @@ class MLflowResource(dg.ConfigurableResource):
         if self._client is None:
             import mlflow
 
-            self._client = mlflow.MlflowClient(tracking_uri=self._resolved_uri())
+            with self._setup_lock():
+                self._client = mlflow.MlflowClient(tracking_uri=self._resolved_uri())
+                self._client.search_experiments(max_results=1)  # creates/migrates the store, under the lock
         return self._client
 
     def experiment_id(self) -> str:
         client = self.client()
-        found = client.get_experiment_by_name(self.experiment)
-        if found is not None:
-            return found.experiment_id
-        artifacts = Path(self.artifact_root).resolve()
-        artifacts.mkdir(parents=True, exist_ok=True)
-        return client.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
+        with self._setup_lock():
+            found = client.get_experiment_by_name(self.experiment)
+            if found is not None:
+                return found.experiment_id
+            artifacts = Path(self.artifact_root).resolve()
+            artifacts.mkdir(parents=True, exist_ok=True)
+            return client.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
+
+    @contextmanager
+    def _setup_lock(self) -> Iterator[None]:
+        """Serialise store creation and experiment creation across processes.
+
+        `dagster dev` runs independent steps in parallel processes; two of them creating a fresh sqlite store
+        (or the same experiment) at once fail. A file lock next to the artifacts makes the first one win.
+        """
+        import fcntl
+
+        lock_path = Path(self.artifact_root).resolve().parent / ".wavefin-mlflow.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator[MLflowRun]:

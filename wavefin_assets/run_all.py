@@ -16,12 +16,13 @@ import dagster as dg
 
 
 def main() -> int:
-    os.environ.setdefault("DAGSTER_HOME", str(Path("storage/dagster_home").resolve()))
+    from wavefin_assets.resources import storage_root
+
+    os.environ.setdefault("DAGSTER_HOME", str(storage_root() / "dagster_home"))
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     from wavefin_assets.definitions import defs
     from wavefin_assets.partitions import series_partition_keys
     from wavefin_assets.profiles import PROFILE
-    from wavefin_assets.resources import storage_root
 
     instance = dg.DagsterInstance.get()
     started = time.perf_counter()
@@ -48,8 +49,14 @@ def main() -> int:
 
     t0 = time.perf_counter()
     print("[models] diffusion_model, synthetic_series, forecasters and reports …", flush=True)
+    # Train on the series that made it this time, never on a failed series' files from an earlier run.
+    succeeded = [key for key in series_partition_keys() if key not in failed]
+    models_config = {
+        **quiet,
+        "ops": {name: {"config": {"series": succeeded}} for name in ("diffusion_model", "forecasters")},
+    }
     result = defs.resolve_job_def("retrain").execute_in_process(
-        run_config=quiet, instance=instance, raise_on_error=False
+        run_config=models_config, instance=instance, raise_on_error=False
     )
     if not result.success:
         print(f"[models] FAILED — {_first_error(result)}", file=sys.stderr)

@@ -158,7 +158,7 @@ def make_segments(
         _positive_int("stride", stride),
         _positive_int("horizon", horizon),
     )
-    embargo = window + horizon if embargo is None else _non_negative_int("embargo", embargo)
+    embargo = _embargo(window, horizon, embargo)
     _check_fractions(train_fraction, val_fraction)
     values, index = _check_returns(returns)
     n = len(values)
@@ -226,7 +226,7 @@ def min_rows(
     this returns the smallest ``n`` such that every length ``>= n`` works.
     """
     window, horizon = _positive_int("window", window), _positive_int("horizon", horizon)
-    embargo = window + horizon if embargo is None else _non_negative_int("embargo", embargo)
+    embargo = _embargo(window, horizon, embargo)
     _check_fractions(train_fraction, val_fraction)
     span = window + horizon
     test_fraction = 1.0 - train_fraction - val_fraction
@@ -242,6 +242,19 @@ def min_rows(
         if any(hi - lo < span for lo, hi in usable.values()):
             last_failure = n
     return last_failure + 1
+
+
+def _embargo(window: int, horizon: int, embargo: int | None) -> int:
+    """The embargo in rows: default and minimum window + horizon (DESIGN.md's evaluation rules)."""
+    if embargo is None:
+        return window + horizon
+    embargo = _non_negative_int("embargo", embargo)
+    if embargo < window + horizon:
+        raise ConfigError(
+            f"embargo={embargo} is shorter than window + horizon = {window + horizon}; a shorter gap lets "
+            "serially dependent data straddle two splits. Use embargo >= window + horizon (or leave it unset)."
+        )
+    return embargo
 
 
 def _split_regions(

@@ -48,3 +48,13 @@ def test_unsupported_types_are_refused(tmp_path):
     manager = WavefinIOManager(base_dir=str(tmp_path))
     with pytest.raises(TypeError, match="DataFrame, pyarrow.Table or dict"):
         _roundtrip(manager, object())
+
+
+def test_dots_in_partition_keys_do_not_collide(tmp_path):
+    manager = WavefinIOManager(base_dir=str(tmp_path))
+    key = dg.AssetKey(["raw"])
+    partitions = dg.StaticPartitionsDefinition(["csv-EUR.USD", "csv-EUR.GBP"])
+    for name, value in (("csv-EUR.USD", 1.0), ("csv-EUR.GBP", 2.0)):
+        out = dg.build_output_context(asset_key=key, partition_key=name, asset_partitions_def=partitions)
+        manager.handle_output(out, pd.DataFrame({"x": [value]}))
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["csv-EUR.GBP.parquet", "csv-EUR.USD.parquet"]

@@ -29,7 +29,7 @@ def positions(seg: Segments, returns: pd.Series) -> tuple[np.ndarray, np.ndarray
 
 
 @pytest.mark.parametrize(
-    ("window", "stride", "horizon", "embargo"), [(32, 4, 3, None), (50, 7, 1, 0), (20, 1, 5, 100)]
+    ("window", "stride", "horizon", "embargo"), [(32, 4, 3, None), (50, 7, 1, 51), (20, 1, 5, 100)]
 )
 def test_windows_labels_and_leak_free_splits(
     window: int, stride: int, horizon: int, embargo: int | None
@@ -198,6 +198,7 @@ def test_too_little_data_is_config_error_naming_window() -> None:
         ({"window": 8, "stride": 0}, "stride"),
         ({"window": 8, "stride": 1, "horizon": 0}, "horizon"),
         ({"window": 8, "stride": 1, "embargo": -1}, "embargo"),
+        ({"window": 8, "stride": 1, "embargo": 5}, "embargo=5 is shorter than window \\+ horizon"),
         ({"window": 8, "stride": 1, "train_fraction": 0.9, "val_fraction": 0.1}, "train_fraction"),
         ({"window": 8, "stride": 1, "val_fraction": 0.0}, "val_fraction"),
     ],
@@ -221,7 +222,7 @@ def test_unusable_returns_are_data_errors() -> None:
 
 @pytest.mark.parametrize(
     ("window", "horizon", "embargo", "train_fraction", "val_fraction"),
-    [(16, 1, None, 0.7, 0.15), (10, 3, 0, 0.6, 0.2), (7, 2, 30, 0.5, 0.3)],
+    [(16, 1, None, 0.7, 0.15), (10, 3, 13, 0.6, 0.2), (7, 2, 30, 0.5, 0.3)],
 )
 def test_min_rows_is_the_exact_threshold(
     window: int, horizon: int, embargo: int | None, train_fraction: float, val_fraction: float

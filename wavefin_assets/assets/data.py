@@ -11,12 +11,13 @@ from wavefin_assets.metadata import figure_md, preview_md
 from wavefin_assets.partitions import BUILTIN_SERIES, discover_csv_series, series_partitions
 from wavefin_assets.profiles import PROFILE
 from wavefin_core.data import load_ohlcv, load_sp500, simulate_mjd
-from wavefin_core.errors import DataError
+from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.preprocess import (
     check_min_rows,
     check_monotonic_unique_index,
     check_no_nan,
     check_positive_prices,
+    train_rows,
 )
 from wavefin_core.preprocess import (
     clean_prices as clean_price_frame,
@@ -160,6 +161,13 @@ class SegmentsConfig(dg.Config):
 def segments(
     context: dg.AssetExecutionContext, config: SegmentsConfig, clean_prices: pd.DataFrame
 ) -> dg.Output[pd.DataFrame]:
+    fitted_rows = clean_prices.attrs.get("winsor_train_rows")
+    if fitted_rows is not None and fitted_rows > train_rows(len(clean_prices), config.train_fraction):
+        raise ConfigError(
+            f"clean_prices fitted its winsorization on the first {fitted_rows} rows, more than this train split "
+            f"(train_fraction={config.train_fraction}) holds, so validation data shaped the bounds. Use the same "
+            "train_fraction for clean_prices and segments."
+        )
     segs = make_segments(
         clean_prices["log_return"], window=config.window, stride=config.stride, horizon=config.horizon,
         train_fraction=config.train_fraction, val_fraction=config.val_fraction, embargo=config.embargo,

@@ -17,12 +17,13 @@ from wavefin_assets.assets.common import (
     pool,
     select_series,
 )
-from wavefin_assets.metadata import scalar_metadata
+from wavefin_assets.metadata import report_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
 from wavefin_core.baselines import ArimaForecaster, LogisticBaseline
+from wavefin_core.errors import ConfigError
 from wavefin_core.evaluation.reports import write_forecast_report
-from wavefin_core.io import atomic_path
+from wavefin_core.io import atomic_directory, atomic_path
 from wavefin_core.models import (
     ClassifierConfig,
     SequenceConfig,
@@ -70,7 +71,12 @@ def forecasters(
     model_dir = storage.path("models") / "forecasters"
     cfg = ClassifierConfig(arch=config.arch, epochs=config.epochs, batch_size=config.batch_size,
                            learning_rate=config.learning_rate, patience=config.patience, seed=config.seed)
-    with mlflow.start_run("forecasters", tags={"asset": "forecasters", "profile": PROFILE.name}) as run:
+    # Everything is written to a staging directory that replaces `model_dir` only once complete: no leftovers
+    # of an earlier run (another arch, other series) and never a half-written set of models.
+    with (
+        mlflow.start_run("forecasters", tags={"asset": "forecasters", "profile": PROFILE.name}) as run,
+        atomic_directory(model_dir) as staging,
+    ):
         run.log_params({**cfg.to_dict(), "series": ",".join(sets), "n_train": int(train.sum()),
                         "arima_order": f"({config.arima_p},0,{config.arima_q})", "device": device.describe()})
 
@@ -79,7 +85,7 @@ def forecasters(
                                progress=log_progress(context, f"{config.arch} epoch"))
         for row in clf.history:
             run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        save_classifier(clf.model, cfg, data.images.shape[1:], model_dir / f"scalogram_{config.arch}")
+        save_classifier(clf.model, cfg, data.images.shape[1:], staging / f"scalogram_{config.arch}")
         proba = predict_proba(clf.model, data.images, device.torch_device())
 
         sequence_proba = {}
@@ -90,25 +96,29 @@ def forecasters(
             seq = train_sequence_classifier(data.standardized[train], data.direction[train],
                                             data.standardized[val], data.direction[val], seq_cfg,
                                             device.torch_device(), progress=log_progress(context, f"{name} epoch"))
-            save_sequence_classifier(seq.model, seq_cfg, model_dir / name)
+            save_sequence_classifier(seq.model, seq_cfg, staging / name)
             sequence_proba[name] = predict_sequence_proba(seq.model, data.standardized, seq_cfg,
                                                           device.torch_device())[:, 1]
-            run.log_metrics({f"{name}_best_val_accuracy": seq.history[seq.best_epoch - 1]["val_accuracy"]})
+            seq_best = seq.history[seq.best_epoch - 1] if seq.best_epoch >= 1 else seq.history[-1]
+            run.log_metrics({f"{name}_best_val_accuracy": seq_best["val_accuracy"]})
 
         logistic = LogisticBaseline().fit(data.standardized[train], data.direction[train])
         logistic_proba = logistic.predict_proba(data.standardized)
-        _write_json(model_dir / "logistic.json", logistic.to_dict())
+        _write_json(staging / "logistic.json", logistic.to_dict())
 
         arima_pred = np.zeros(len(data.split))
         offset = 0
         for name, s in sets.items():
             train_end = s.label_time[s.split == "train"].max()
+            if name not in clean_prices:
+                raise ConfigError(f"series {name!r} has scalograms but no materialized clean_prices; "
+                                  "materialize its partition again.")
             returns = clean_prices[name]["log_return"]
             index = returns.index.tz_convert("UTC").tz_localize(None) if returns.index.tz else returns.index
             train_returns = returns.to_numpy()[index <= pd.Timestamp(train_end)]
             arima = ArimaForecaster().fit(train_returns, order=(config.arima_p, 0, config.arima_q))
             arima_pred[offset : offset + len(s)] = arima.forecast(s.windows, s.horizon)
-            _write_json(model_dir / f"arima_{name}.json", arima.to_dict())
+            _write_json(staging / f"arima_{name}.json", arima.to_dict())
             offset += len(s)
 
         predictions = pd.DataFrame({
@@ -123,13 +133,12 @@ def forecasters(
             # The last `horizon` returns of each window: all the naive "previous direction" baseline needs.
             "recent_returns": list(np.concatenate([s.windows[:, -s.horizon :] for s in sets.values()])),
         })
-        predictions_path = model_dir / "predictions.parquet"
-        with atomic_path(predictions_path) as tmp:
-            predictions.to_parquet(tmp)
+        predictions.to_parquet(staging / "predictions.parquet")
         best = clf.history[clf.best_epoch - 1] if clf.best_epoch >= 1 else clf.history[-1]
         run.log_metrics({"best_val_accuracy": best["val_accuracy"], "best_epoch": clf.best_epoch})
-        run.log_artifact(model_dir, "forecasters")
+        run.log_artifact(staging, "forecasters")
         run_id = run.run_id
+    predictions_path = model_dir / "predictions.parquet"
     manifest = {"path": str(model_dir), "predictions": str(predictions_path), "series": list(sets),
                 "classifier": f"scalogram_{config.arch}", "mlflow_run_id": run_id,
                 "horizon": int(next(iter(sets.values())).horizon)}
@@ -187,10 +196,9 @@ def forecast_report(
         run.log_metrics(report.metrics)
         run.log_artifact(out_dir, "forecast_report")
         run_id = run.run_id
-    markdown = Path(report.markdown_path).read_text()
     context.log.info(f"forecast report: {report.markdown_path}")
     return dg.Output(
         {"report": str(report.markdown_path), "metrics": report.metrics, "mlflow_run_id": run_id},
         metadata={"report_path": dg.MetadataValue.path(str(report.markdown_path)), "mlflow_run_id": run_id,
-                  "report": dg.MetadataValue.md(markdown), **scalar_metadata(report.metrics)},
+                  "report": report_md(report.markdown_path), **scalar_metadata(report.metrics)},
     )

@@ -2,7 +2,6 @@
 
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -16,9 +15,10 @@ from wavefin_assets.assets.common import (
     pool,
     select_series,
 )
-from wavefin_assets.metadata import image_md, scalar_metadata
+from wavefin_assets.metadata import image_md, report_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
+from wavefin_core.errors import ConfigError
 from wavefin_core.evaluation.plots import plot_training_curve, save_figure
 from wavefin_core.evaluation.reports import write_generation_report
 from wavefin_core.models import (
@@ -126,6 +126,11 @@ def synthetic_series(
     model, scheduler, meta = load_diffusion(diffusion_model["path"])
     inverse = meta["extra"]["inverse"]
     reference = config.reference_series or diffusion_model["series"][0]
+    if reference not in inverse:
+        raise ConfigError(
+            f"reference_series={reference!r} was not part of the diffusion model's training series "
+            f"{sorted(inverse)}; pick one of them or retrain with it."
+        )
     ref = _inverse_map(inverse[reference])
     images = sample_diffusion(
         model, tuple(diffusion_model["sample_shape"]), config.n_samples, sampler=config.sampler,
@@ -210,18 +215,18 @@ def generation_report(
     report = write_generation_report(
         real_test, synth, out_dir, title="wavefin generation report", context=context_info,
         real_scalograms=_magnitude(pooled.images[test][:8]), synth_scalograms=_magnitude(synth_images[:8]),
-        train_returns=train_returns, seed=config.seed,
+        train_returns=train_returns, real_train_windows=pooled.standardized[pooled.split == "train"],
+        seed=config.seed,
     )
     with mlflow.start_run("generation_report", tags={"asset": "generation_report"}) as run:
         run.log_params(context_info)
         run.log_metrics(report.metrics)
         run.log_artifact(out_dir, "generation_report")
         run_id = run.run_id
-    markdown = Path(report.markdown_path).read_text()
     return dg.Output(
         {"report": str(report.markdown_path), "metrics": report.metrics, "mlflow_run_id": run_id},
         metadata={"report_path": dg.MetadataValue.path(str(report.markdown_path)), "mlflow_run_id": run_id,
-                  "report": dg.MetadataValue.md(markdown), **scalar_metadata(report.metrics)},
+                  "report": report_md(report.markdown_path), **scalar_metadata(report.metrics)},
     )
 
 

@@ -404,7 +404,7 @@ def load_diffusion(
             f"{meta_path} has format {meta.get('format')!r} version {meta.get('format_version')!r}; "
             f"this wavefin reads {FORMAT_NAME!r} up to version {FORMAT_VERSION}."
         )
-    model = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).to(
+    model = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False, use_safetensors=True).to(
         resolve_device(device)
     )
     model.eval()
