@@ -8,7 +8,6 @@ split only; standardising here would leak validation statistics into the model.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -18,18 +17,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.io import atomic_directory
 from wavefin_core.models.training import (
     EarlyStopping,
     ProgressFn,
     check_positive,
     check_scalograms,
+    load_weights,
     minibatches,
     resolve_device,
+    save_weights,
     seeded,
 )
 
@@ -424,39 +423,18 @@ def save_classifier(
         "n_outputs": int(getattr(model, "n_outputs", N_CLASSES)),
         "extra": extra or {},
     }
-    try:
-        meta_text = json.dumps(meta, indent=2)
-    except TypeError as exc:
-        raise ConfigError(f"save_classifier extra= must be JSON-serialisable: {exc}") from exc
-    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        save_file(state, str(tmp / "model.safetensors"), metadata={"format": FORMAT_NAME})
-        (tmp / "config.json").write_text(meta_text)
-    return directory
+    return save_weights(model, meta, directory, "save_classifier")
 
 
 def load_classifier(
     directory: str | Path, device: torch.device | str | None = "cpu"
 ) -> tuple[nn.Module, ClassifierConfig, dict[str, Any]]:
     """Load what `save_classifier` wrote: (model in eval mode, config, meta with input_shape as a tuple)."""
-    directory = Path(directory)
-    meta_path = directory / "config.json"
-    weights_path = directory / "model.safetensors"
-    if not meta_path.is_file() or not weights_path.is_file():
-        raise DataError(
-            f"{directory} is not a saved wavefin classifier (config.json or model.safetensors missing)."
-        )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT_NAME or meta.get("format_version", 0) > FORMAT_VERSION:
-        raise DataError(
-            f"{meta_path} has format {meta.get('format')!r} version {meta.get('format_version')!r}; "
-            f"this wavefin reads {FORMAT_NAME!r} up to version {FORMAT_VERSION}."
-        )
+    meta, state = load_weights(directory, FORMAT_NAME, FORMAT_VERSION, "classifier")
     cfg = ClassifierConfig.from_dict(meta["config"])
     meta["input_shape"] = tuple(meta["input_shape"])
     model = build_classifier(cfg, meta["input_shape"], meta["n_outputs"])
-    model.load_state_dict(load_file(str(weights_path)))
+    model.load_state_dict(state)
     model.to(resolve_device(device))
     model.eval()
     return model, cfg, meta

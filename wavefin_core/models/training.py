@@ -7,15 +7,20 @@ points the house rules care about: explicit seeds (same config, same numbers on 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from wavefin_core.device import pick_device
 from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.io import atomic_directory
 
 ProgressFn = Callable[[int, int, dict], None]
 """`progress(step, total, info)`: called from long loops so the Dagster layer can log and the CLI can use tqdm."""
@@ -105,3 +110,38 @@ class EarlyStopping:
         """Load the best weights seen so far into `model` (no-op before the first update)."""
         if self.best_state is not None:
             model.load_state_dict(self.best_state)  # copies into the existing parameters
+
+
+def save_weights(model: nn.Module, meta: dict[str, Any], directory: str | Path, caller: str) -> Path:
+    """Write `model.safetensors` + `config.json` (`meta`) under `directory`, atomically; no pickle.
+
+    `meta` must carry `format`; `caller` names the public function in the error for a non-JSON `extra`.
+    """
+    try:
+        meta_text = json.dumps(meta, indent=2)
+    except TypeError as exc:
+        raise ConfigError(f"{caller} extra= must be JSON-serialisable: {exc}") from exc
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        save_file(state, str(tmp / "model.safetensors"), metadata={"format": meta["format"]})
+        (tmp / "config.json").write_text(meta_text)
+    return directory
+
+
+def load_weights(
+    directory: str | Path, format_name: str, format_version: int, what: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read what `save_weights` wrote: (meta, state dict), checking the format name and version."""
+    directory = Path(directory)
+    meta_path = directory / "config.json"
+    weights_path = directory / "model.safetensors"
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise DataError(f"{directory} is not a saved wavefin {what} (config.json or model.safetensors missing).")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != format_name or meta.get("format_version", 0) > format_version:
+        raise DataError(
+            f"{meta_path} has format {meta.get('format')!r} version {meta.get('format_version')!r}; "
+            f"this wavefin reads {format_name!r} up to version {format_version}."
+        )
+    return meta, load_file(str(weights_path))
