@@ -50,7 +50,7 @@ def test_forecast_report_has_models_baselines_and_tests(pipeline):
     text = Path(out["report"]).read_text()
     for needle in ("scalogram_cnn", "arima", "logistic", "lstm", "haar_lstm", "previous_direction", "majority", "zero"):
         assert needle in text, needle
-    for needle in ("accuracy", "macro", "RMSE", "MAE", "binomial", "DM"):
+    for needle in ("accuracy", "macro", "RMSE", "MAE", "binomial", "DM", "per series"):
         assert needle.lower() in text.lower(), needle
     predictions = Path(pipeline.load("forecasters")["predictions"])
     assert predictions.suffix == ".parquet"

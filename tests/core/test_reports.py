@@ -133,3 +133,20 @@ def test_forecast_report_requires_naive_inputs(tmp_path: Path, fc_data: dict[str
              {"model": "majority_class", "kind": "direction", "pred": np.zeros_like(y_dir)}, *model]
     res = write_forecast_report(given, tmp_path, title="t", context={}, y_true_direction=y_dir, y_true_return=y_ret)
     assert res.metrics["m_beats_naive"] == 1.0 and "zero_return_rmse" in res.metrics
+
+
+def test_forecast_report_per_series_accuracy(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
+    y_dir, y_ret = fc_data["y_dir"], fc_data["y_ret"]
+    groups = np.where(np.arange(y_dir.size) % 2 == 0, "even", "odd")
+    # Right on the "even" series only: pooled accuracy hides it, the per-series table shows it.
+    pred = np.where(groups == "even", y_dir, 1 - y_dir)
+    res = write_forecast_report([{"model": "half", "kind": "direction", "pred": pred}], tmp_path, title="t",
+                                context={}, y_true_direction=y_dir, y_true_return=y_ret,
+                                windows=fc_data["windows"], train_direction=fc_data["train_dir"], groups=groups)
+    md = res.markdown_path.read_text()
+    assert "## Direction accuracy per series" in md and "| model | even | odd |" in md
+    assert res.metrics["half_accuracy_even"] == 1.0 and res.metrics["half_accuracy_odd"] == 0.0
+    with pytest.raises(DataError, match="groups"):
+        write_forecast_report([{"model": "half", "kind": "direction", "pred": pred}], tmp_path, title="t",
+                              context={}, y_true_direction=y_dir, y_true_return=y_ret,
+                              windows=fc_data["windows"], train_direction=fc_data["train_dir"], groups=groups[:3])

@@ -189,7 +189,7 @@ def forecast_report(
         results, out_dir, title="wavefin forecast report", context=report_context,
         y_true_direction=test["direction"].to_numpy(), y_true_return=(test["target_return"] / scale).to_numpy(),
         train_direction=train["direction"].to_numpy(), windows=np.stack(test["recent_returns"].to_numpy()) / scale.to_numpy()[:, None],
-        horizon=int(forecasters.get("horizon", 1)),
+        horizon=int(forecasters.get("horizon", 1)), groups=test["series"].to_numpy(),
     )
     with mlflow.start_run("forecast_report", tags={"asset": "forecast_report"}) as run:
         run.log_params(report_context)

@@ -58,6 +58,30 @@ def _fmt(v: Any) -> str:
     return f"{v:.4f}"
 
 
+def _per_group_md(
+    groups: Any, y_true: np.ndarray, direction_results: list[dict[str, Any]], n: int, metrics: dict[str, float]
+) -> list[str]:
+    """Direction accuracy of every model within each group (series); adds ``{model}_accuracy_{group}`` metrics."""
+    if groups is None:
+        return []
+    labels = np.asarray(groups).astype(str).ravel()
+    if labels.size != n:
+        raise DataError(f"`groups` has {labels.size} labels for {n} test windows.")
+    names = sorted(set(labels))
+    rows = []
+    for r in direction_results:
+        row = [r["model"]]
+        for g in names:
+            mask = labels == g
+            accuracy = float(np.mean(np.asarray(r["pred"]).ravel()[mask] == y_true[mask]))
+            metrics[f"{r['model']}_accuracy_{g}"] = accuracy
+            row.append(_fmt(accuracy))
+        rows.append(row)
+    counts = ", ".join(f"{g}: {int((labels == g).sum())}" for g in names)
+    return ["## Direction accuracy per series", f"Test windows per series: {counts}.", "",
+            _table(["model", *names], rows), ""]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
@@ -359,8 +383,12 @@ def write_forecast_report(
     train_direction: Any = None,
     horizon: int = 1,
     filename: str = "forecast_report.md",
+    groups: Any = None,
 ) -> ReportResult:
     """Evaluate forecasts on the test windows and write ``out_dir/filename``.
+
+    ``groups`` (optional, one label per test window, e.g. the series name) adds a per-group direction-accuracy
+    table, so a model that only works on one series in a pooled evaluation is visible.
 
     ``results``: ``[{"model": str, "kind": "direction" | "return", "pred": array, "proba": array | None}]``
     (for direction models ``pred`` may be omitted when ``proba`` = P(up) is given: pred = proba > 0.5).
@@ -485,6 +513,7 @@ def write_forecast_report(
         "Naive baseline: zero return (random walk). DM = Diebold-Mariano test (HLN-corrected) of squared "
         "errors vs the zero-return forecast; DM stat < 0 means lower error than naive.", "",
         _table(["model", "RMSE", "MAE", "directional acc", "DM stat", "DM p", "beats naive?"], rrows), "",
+        *_per_group_md(groups, yd, dir_res, n, metrics),
         "## Verdict", *([f"- {s}" for s in sentences] or ["- Only naive baselines were evaluated."]), "",
         "## Figures", *[f"{m}\n" for m in figs.md],
     ]
