@@ -393,6 +393,13 @@ def predict_proba(
     """Class probabilities (N, 2) as float32; column 1 is P(up). `device=None` uses the model's device."""
     x = check_scalograms(x)
     check_positive("batch_size", batch_size)
+    return softmax_proba(model, x, device, batch_size)
+
+
+def softmax_proba(
+    model: nn.Module, x: np.ndarray, device: torch.device | str | None, batch_size: int
+) -> np.ndarray:
+    """Softmax of `model` over prepared inputs `x`, in eval mode, restoring the model's train/eval state."""
     if device is None:
         device = _model_device(model)
     else:

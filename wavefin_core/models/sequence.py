@@ -24,9 +24,8 @@ from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.models.classifier import (
     N_CLASSES,
     _check_labels,
-    _logits,
-    _model_device,
     fit_direction_model,
+    softmax_proba,
 )
 from wavefin_core.models.training import (
     ProgressFn,
@@ -236,17 +235,7 @@ def predict_sequence_proba(
     """
     check_positive("batch_size", batch_size)
     x = prepare_sequences(windows, cfg)
-    if device is None:
-        device = _model_device(model)
-    else:
-        device = resolve_device(device)
-        model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.softmax(_logits(model, x, device, batch_size), dim=1).numpy().astype(np.float32)
-    finally:
-        model.train(was_training)
+    return softmax_proba(model, x, device, batch_size)
 
 
 def save_sequence_classifier(
