@@ -66,7 +66,8 @@ def test_learns_a_separable_task(arch_knobs):
     best = result.history[result.best_epoch - 1]
     assert best["val_accuracy"] > 0.9
     predicted = predict_proba(result.model, x_val, "cpu").argmax(1)
-    assert (predicted == y_val).mean() == pytest.approx(best["val_accuracy"])
+    # Prediction and validation may batch differently, so a near-tie may flip one window: allow one.
+    assert (predicted == y_val).mean() == pytest.approx(best["val_accuracy"], abs=1.01 / len(y_val))
     assert not result.model.training
 
 
@@ -126,6 +127,7 @@ def test_save_load_round_trip_gives_identical_predictions(arch_knobs, tmp_path):
     model, loaded_cfg, meta = load_classifier(target)
     assert loaded_cfg == cfg
     assert meta["input_shape"] == SHAPE and meta["arch"] == cfg.arch and meta["extra"] == {"horizon": 1}
+    # Same weights, same batch layout, same threads: the very same computation, so exact.
     np.testing.assert_array_equal(predict_proba(model, x, "cpu"), predict_proba(result.model, x, "cpu"))
 
 

@@ -94,6 +94,7 @@ def test_save_load_round_trip_gives_identical_outputs(trained, tmp_path):
 
     x = torch.randn(3, 2, 14, 22, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([1, 500, 999])
+    # Same weights, inputs, batch and threads: the very same computation, so bit for bit.
     with torch.no_grad():
         assert torch.equal(model(x, t).sample, trained.model(x, t).sample)
     a = sample_diffusion(model, SHAPE, 2, num_inference_steps=4, train_scheduler=scheduler)

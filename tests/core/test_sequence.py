@@ -56,7 +56,9 @@ def test_learns_a_learnable_rule(level):
     best = result.history[result.best_epoch - 1]
     assert best["val_accuracy"] > 0.85
     predicted = predict_sequence_proba(result.model, x_val, cfg).argmax(1)
-    assert (predicted == y_val).mean() == pytest.approx(best["val_accuracy"])  # best weights were restored
+    # Best weights were restored. Prediction and validation may batch differently, so a near-tie may flip
+    # one window: allow one window, far below the gap between epochs' accuracies.
+    assert (predicted == y_val).mean() == pytest.approx(best["val_accuracy"], abs=1.01 / len(y_val))
     assert not result.model.training
     assert result.class_weights == pytest.approx(list(len(y_train) / (2 * np.bincount(y_train))))
 
@@ -96,7 +98,13 @@ def test_save_load_round_trip_gives_identical_probabilities(level, tmp_path):
     assert meta["arch"] == ("lstm" if level is None else "haar-lstm") and meta["extra"] == {"horizon": 1}
     expected = predict_sequence_proba(result.model, x, cfg, "cpu")
     assert expected.shape == (64, 2) and expected.dtype == np.float32
-    np.testing.assert_array_equal(predict_sequence_proba(model, x, loaded_cfg, batch_size=7), expected)
+    # Batch size 7 vs one batch of 64 is a different computation (BLAS blocks the matmuls differently): equal to
+    # float32 rounding (eps 1.2e-7; 6e-8 differences were seen on another CPU), not bit for bit.
+    np.testing.assert_allclose(
+        predict_sequence_proba(model, x, loaded_cfg, batch_size=7), expected, rtol=0, atol=1e-6
+    )
+    # The very same computation (same model, batch layout and threads) repeats exactly.
+    np.testing.assert_array_equal(predict_sequence_proba(model, x, loaded_cfg), expected)
 
 
 def test_training_is_deterministic_and_reports_progress():

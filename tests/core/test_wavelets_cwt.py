@@ -58,7 +58,8 @@ def test_shapes_follow_leading_axes():
     x = returns((2, 3, 50))
     out = cwt(x, [2.0, 4.0], "morl")
     assert out.shape == (2, 3, 2, 50)
-    np.testing.assert_allclose(out[1, 2], cwt(x[1, 2], [2.0, 4.0], "morl"), rtol=0, atol=1e-15)
+    # One row alone vs inside a batch: the FFT may vectorise rows differently, so equal to float64 rounding.
+    assert_close_to(out[1, 2], cwt(x[1, 2], [2.0, 4.0], "morl"), rel=1e-13)
     single = cwt(x[0, 0], 3.0, "mexh")  # scalar scale, 1-D signal
     assert single.shape == (1, 50)
     assert_close_to(single, pywt_reference(x[0, 0], [3.0], "mexh"), rel=1e-12)
@@ -88,10 +89,12 @@ def test_cuda_tensor_stays_on_device_and_agrees():
 def test_chunking_does_not_change_the_result(wavelet):
     x = returns((7, 80))
     whole = cwt(x, SCALES, wavelet)
+    # Chunks change the FFT batch layout (and torch uses another FFT library): equal to float64 rounding of the
+    # largest coefficient, not bit for bit.
     for chunk in (1, 3, 7, 100):
-        np.testing.assert_allclose(cwt(x, SCALES, wavelet, chunk_size=chunk), whole, rtol=0, atol=1e-15)
+        assert_close_to(cwt(x, SCALES, wavelet, chunk_size=chunk), whole, rel=1e-13)
     x_t = torch.from_numpy(x)
-    np.testing.assert_allclose(cwt(x_t, SCALES, wavelet, chunk_size=2).numpy(), whole, rtol=0, atol=1e-15)
+    assert_close_to(cwt(x_t, SCALES, wavelet, chunk_size=2).numpy(), whole, rel=1e-13)
 
 
 def test_unsorted_scales_match_pywt_on_numpy_and_torch():

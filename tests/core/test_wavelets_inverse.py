@@ -89,7 +89,9 @@ def test_noise_is_projected_onto_the_nearest_real_series():
 def test_real_coefficients_are_read_as_zero_imaginary_part():
     scales = covering_scales(64)
     coefs = cwt(return_windows(2, 64), scales)
-    np.testing.assert_allclose(icwt(coefs.real, scales), icwt(coefs.real + 0j, scales), rtol=0, atol=1e-15)
+    expected = icwt(coefs.real + 0j, scales)
+    # The real input takes a cheaper path through the pseudo-inverse: equal to float64 rounding, not bitwise.
+    np.testing.assert_allclose(icwt(coefs.real, scales), expected, rtol=0, atol=1e-13 * np.abs(expected).max())
 
 
 def test_covering_scales_span_nyquist_to_the_window():
