@@ -20,11 +20,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from wavefin_core.data.memory import check_allocation
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.segments import Segments
 from wavefin_core.wavelets import covering_scales, cwt, from_channels, icwt, to_channels
 
 METADATA_KEY = b"wavefin.scalograms"
+#: Bytes per (window, scale, sample) while building: complex64 coefficients (8), the float32 real+imag image
+#: (8), their scaled intermediate (8) and the Arrow copy written to Parquet (8). Measured: build_scalograms +
+#: to_table peak at 24 bytes of numpy memory per coefficient (tracemalloc, 14,920 windows x 32 scales x 64),
+#: plus the Arrow copy that tracemalloc does not see.
+_BYTES_PER_COEFFICIENT = 32
 SPLITS = ("train", "val", "test")
 
 
@@ -146,7 +152,19 @@ def build_scalograms(
     scales: np.ndarray | None = None,
     series: str = "series",
 ) -> ScalogramSet:
-    """CWT every window of `segments`, scaled per scale with factors fitted on the training windows only."""
+    """CWT every window of `segments`, scaled per scale with factors fitted on the training windows only.
+
+    The memory it needs is estimated before anything is allocated (ConfigError above the limit of
+    :mod:`wavefin_core.data.memory`), so ``num_scales=1e6`` is a clear refusal, not a MemoryError or a swap storm.
+    """
+    count = len(scales) if scales is not None else num_scales
+    if count is not None and not isinstance(count, bool) and isinstance(count, (int, np.integer)) and count > 0:
+        windows, width = len(segments), segments.window
+        check_allocation(
+            f"scalograms of series {series!r}", windows * count * width * _BYTES_PER_COEFFICIENT,
+            f"{windows} windows x {count} scales x {width} samples x {_BYTES_PER_COEFFICIENT} bytes",
+            "Lower scalograms.num_scales, raise segments.stride (fewer windows), or lower segments.window.",
+        )
     if scales is None:
         scales = covering_scales(segments.window, wavelet, num=num_scales)
     scales = np.asarray(scales, dtype=np.float64)
@@ -185,3 +203,28 @@ def _as_utc_naive(times: Any) -> np.ndarray:
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)
     return index.to_numpy(dtype="datetime64[ns]")
+
+
+def contiguous_returns(s: ScalogramSet, split: str) -> np.ndarray:
+    """The contiguous raw log returns one split's windows cover, rebuilt from its (overlapping) windows.
+
+    Windows of a split start every ``stride`` rows from the split's first row, so the first window plus the last
+    ``stride`` values of each later one is the split's return series, without gaps or repeats (the returns
+    after the last window's end are not in any window and are not included). This is how the evaluation gets
+    stride-1 windows (``sliding_window_view``) and the train series classical generators are fitted on,
+    whatever stride the model was trained with. ConfigError if ``stride > window`` (the windows leave gaps)
+    or if the stride is unknown (a table written before it was recorded).
+    """
+    windows = s.windows[s.mask(split)]
+    if len(windows) == 0:
+        raise DataError(f"series {s.series!r} has no {split} windows; supply more data or lower `window`.")
+    length = windows.shape[1]
+    stride = s.extra.get("stride")
+    if stride is None:
+        raise ConfigError(f"series {s.series!r}: its scalograms do not record the segment stride; "
+                          "re-materialize segments and scalograms.")
+    stride = int(stride)
+    if stride > length:
+        raise ConfigError(f"series {s.series!r}: segments.stride={stride} > window={length} leaves gaps between "
+                          "windows, so the contiguous returns cannot be rebuilt; use stride <= window.")
+    return np.concatenate([windows[0], windows[1:, length - stride:].reshape(-1)])

@@ -23,10 +23,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wavefin_core.data.memory import check_allocation
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.preprocess import train_rows
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+#: Fewest samples per window the pipeline accepts: the covering wavelet scales of the scalograms need 4
+#: (wavefin_core.wavelets.covering_scales). One number, checked by segments and by the first data asset, so a
+#: run with a smaller window fails before anything is stored instead of in a later asset.
+MIN_WINDOW = 4
+#: Bytes per window value while segmenting: the float64 windows, their copy in to_frame, and the per-row
+#: Python objects of the frame's list column. Measured: make_segments + to_frame peak at 2.6x the raw float64
+#: windows (200k returns, window 64, stride 1, tracemalloc), i.e. ~21 bytes a value; 24 leaves a margin.
+_SEGMENT_BYTES_PER_VALUE = 24
 _ATTR_KEYS = ("window", "stride", "horizon", "embargo", "mean", "std", "train_fraction", "val_fraction")
 _FRAME_COLUMNS = ("start_time", "end_time", "label_time", "split", "target_return", "direction", "window")
 
@@ -154,7 +163,7 @@ def make_segments(
     the returns are unusable (NaN, unsorted index, constant training returns).
     """
     window, stride, horizon = (
-        _positive_int("window", window),
+        _window(window),
         _positive_int("stride", stride),
         _positive_int("horizon", horizon),
     )
@@ -162,6 +171,12 @@ def make_segments(
     _check_fractions(train_fraction, val_fraction)
     values, index = _check_returns(returns)
     n = len(values)
+    estimated_windows = n // stride + 3
+    check_allocation(
+        f"segments of {n} returns", estimated_windows * window * _SEGMENT_BYTES_PER_VALUE,
+        f"~{estimated_windows} windows x window {window} x {_SEGMENT_BYTES_PER_VALUE} bytes",
+        "Raise segments.stride, lower segments.window, or use a shorter series.",
+    )
 
     span = window + horizon
     usable, sizes = _split_regions(n, train_fraction, val_fraction, embargo)
@@ -225,7 +240,7 @@ def min_rows(
     exact rule segmentation uses. The floor() cuts make "enough rows" slightly non-monotone in the length, so
     this returns the smallest ``n`` such that every length ``>= n`` works.
     """
-    window, horizon = _positive_int("window", window), _positive_int("horizon", horizon)
+    window, horizon = _window(window), _positive_int("horizon", horizon)
     embargo = _embargo(window, horizon, embargo)
     _check_fractions(train_fraction, val_fraction)
     span = window + horizon
@@ -283,6 +298,16 @@ def _check_returns(returns: pd.Series) -> tuple[np.ndarray, pd.DatetimeIndex]:
             f"returns: {bad.size} NaN/inf value(s), first at {index[bad[0]]}; clean the prices first."
         )
     return values, index
+
+
+def _window(value: object) -> int:
+    window = _positive_int("window", value)
+    if window < MIN_WINDOW:
+        raise ConfigError(
+            f"window={window} is below the minimum of {MIN_WINDOW} samples (the scalograms' wavelet scales need "
+            f"at least {MIN_WINDOW}); use window >= {MIN_WINDOW}."
+        )
+    return window
 
 
 def _positive_int(name: str, value: object) -> int:

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wavefin_core.data import OHLCV_COLUMNS, load_ohlcv, validate_ohlcv
-from wavefin_core.errors import DataError
+from wavefin_core.data import OHLCV_COLUMNS, csv_loader, load_ohlcv, validate_ohlcv
+from wavefin_core.errors import ConfigError, DataError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HEADER = "Date,Open,High,Low,Close,Adj Close,Volume\n"
@@ -240,3 +240,127 @@ def test_headerless_non_histdata_file_gets_a_header_hint(tmp_path: Path) -> None
 def test_two_close_columns_are_ambiguous(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="'Close' and 'close'"):
         load_ohlcv(write(tmp_path, "Date,Close,close \n2020-01-02,1,2\n"))
+
+
+# --- dates: day-first vs month-first is decided by the data, or by date_format ---------------------------
+
+
+def test_day_first_dates_are_inferred_when_a_day_exceeds_12(tmp_path: Path) -> None:
+    df = load_ohlcv(write(tmp_path, "Date,Close\n02/01/2024,1\n13/01/2024,1.1\n"))
+    assert list(df.index) == [pd.Timestamp("2024-01-02", tz="UTC"), pd.Timestamp("2024-01-13", tz="UTC")]
+    month_first = load_ohlcv(write(tmp_path, "Date,Close\n01/13/2024 09:30,1\n02/01/2024 09:30,1.1\n", "m.csv"))
+    assert month_first.index[-1] == pd.Timestamp("2024-02-01 09:30", tz="UTC")
+    short_year = load_ohlcv(write(tmp_path, "Date;Close\n31.01.24;1\n01.02.24;1.1\n", "dots.csv"))
+    assert short_year.index[0] == pd.Timestamp("2024-01-31", tz="UTC")
+
+
+def test_ambiguous_dates_are_refused_naming_date_format(tmp_path: Path) -> None:
+    path = write(tmp_path, "Date,Close\n02/01/2024 10:00,1\n03/01/2024 10:00,1.1\n")
+    with pytest.raises(DataError) as info:
+        load_ohlcv(path)
+    message = str(info.value)
+    for fragment in (str(path), "line 2", "'Date'", "date_format='%d/%m/%Y %H:%M'", "'%m/%d/%Y %H:%M'"):
+        assert fragment in message, message
+    assert load_ohlcv(path, date_format="%d/%m/%Y %H:%M").index[0] == pd.Timestamp("2024-01-02 10:00", tz="UTC")
+    assert load_ohlcv(path, date_format="%m/%d/%Y %H:%M").index[0] == pd.Timestamp("2024-02-01 10:00", tz="UTC")
+    # Dates equal in both readings (01/01, 02/02, ...) are not ambiguous.
+    assert len(load_ohlcv(write(tmp_path, "Date,Close\n01/01/2024,1\n02/02/2024,1\n", "same.csv"))) == 2
+
+
+def test_mixed_orders_bad_calendar_dates_and_wrong_date_format_name_the_line(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"mixes day-first.*line 2.*month-first.*line 3"):
+        load_ohlcv(write(tmp_path, "Date,Close\n13/01/2024,1\n01/13/2024,1\n"))
+    with pytest.raises(DataError, match=r"line 2, column 'Date': 31/2/2024 .* not a calendar date"):
+        load_ohlcv(write(tmp_path, "Date,Close\n31/02/2024,1\n13/01/2024,1\n", "cal.csv"))
+    with pytest.raises(DataError, match=r"line 3, column 'Date'.*date_format option is '%d/%m/%Y'"):
+        load_ohlcv(write(tmp_path, "Date,Close\n02/01/2024,1\n2024-01-03,1\n", "fmt.csv"), date_format="%d/%m/%Y")
+    with pytest.raises(ConfigError, match="date_format"):
+        load_ohlcv(write(tmp_path, "Date,Close\n2024-01-02,1\n", "ok.csv"), date_format="dayfirst")
+
+
+def test_twelve_hour_clock_and_unprovable_formats(tmp_path: Path) -> None:
+    df = load_ohlcv(write(tmp_path, "Date,Close\n02/01/2024 1:05 PM,1\n13/01/2024 12:00 AM,1\n"))
+    assert list(df.index) == [pd.Timestamp("2024-01-02 13:05", tz="UTC"), pd.Timestamp("2024-01-13", tz="UTC")]
+    with pytest.raises(DataError, match=r"date_format='%d/%m/%Y %I:%M %p'"):
+        load_ohlcv(write(tmp_path, "Date,Close\n02/01/2024 1:05 PM,1\n", "amb.csv"))
+    # A numeric date with a suffix the loader cannot take apart is refused, never guessed month-first.
+    with pytest.raises(DataError, match=r"'02/01/2024 10:00 \+0100'.*date_format"):
+        load_ohlcv(write(tmp_path, "Date,Close\n02/01/2024 10:00 +0100,1\n", "tz.csv"))
+
+
+# --- absurd prices ----------------------------------------------------------------------------------------
+
+
+def test_implausible_log_return_is_refused_naming_the_row_and_the_bound(tmp_path: Path) -> None:
+    path = write(tmp_path, "Date,Close\n2024-01-02,100\n2024-01-03,1e308\n2024-01-04,101\n")
+    with pytest.raises(DataError) as info:
+        load_ohlcv(path)
+    message = str(info.value)
+    for fragment in (str(path), "line 3", "'close'", "log return of 705", "max_abs_log_return=3"):
+        assert fragment in message, message
+    # The bound is a knob: a real 30x move passes when raised, inf disables the check, <= 0 is a ConfigError.
+    rally = write(tmp_path, "Date,Close\n2024-01-02,1\n2024-01-03,30\n", "rally.csv")
+    with pytest.raises(DataError, match="line 3"):
+        load_ohlcv(rally)
+    assert load_ohlcv(rally, max_abs_log_return=4.0)["close"].tolist() == [1.0, 30.0]
+    assert len(load_ohlcv(path, max_abs_log_return=float("inf"))) == 3
+    with pytest.raises(ConfigError, match="max_abs_log_return"):
+        load_ohlcv(rally, max_abs_log_return=0)
+
+
+def test_missing_closes_do_not_hide_a_jump(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"line 4, column 'close'.*\(line 2\)"):
+        load_ohlcv(write(tmp_path, "Date,Close\n2024-01-02,100\n2024-01-03,\n2024-01-04,99999\n"))
+
+
+# --- rows: blank lines, short rows, text fallback, encodings -----------------------------------------------
+
+
+def test_short_row_is_malformed_and_padded_or_missing_tokens_parse(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"malformed CSV: line 3 has 2 fields but the first line has 3"):
+        load_ohlcv(write(tmp_path, "Date,Open,Close\n2024-01-02,1,2\n2024-01-03,1\n"))
+    df = load_ohlcv(write(tmp_path, "Date,Close\n2024-01-02, 1.5 \n2024-01-03,N/A\n2024-01-04,-\n", "pad.csv"))
+    assert df["close"].iloc[0] == 1.5 and df["close"].iloc[1:].isna().all()
+
+
+def test_non_utf8_date_cell_is_reported_not_crashed(tmp_path: Path) -> None:
+    path = write(tmp_path, "Date,Close\n2024-01-02,1\n2024-01-03\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"line 3, column 'Date'.*2024-01-03\xe9"):
+        load_ohlcv(path)
+
+
+def test_streaming_over_many_blocks_keeps_line_numbers_and_values(tmp_path: Path, monkeypatch) -> None:
+    """A few-MB file read in 256 KB blocks (~12 blocks) with blank, whitespace-only and delimiter-only lines
+    scattered through it: values equal a plain pandas read, and an error near the end names its exact line."""
+    monkeypatch.setattr(csv_loader, "BLOCK_BYTES", 256 * 1024)
+    rows = 50_000
+    rng = np.random.default_rng(1)
+    close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 1e-3, rows))), 6)
+    times = pd.date_range("2020-01-01", periods=rows, freq="min").strftime("%Y-%m-%d %H:%M:%S")
+    lines = [f"{t},{c},{c},{c},{c},7" for t, c in zip(times, close, strict=True)]
+    for position, filler in ((1000, ""), (20_000, "   "), (30_000, ",,,,,"), (45_000, "")):
+        lines.insert(position, filler)
+    text = "Date,Open,High,Low,Close,Volume\n" + "\n".join(lines) + "\n"
+    path = write(tmp_path, text)
+    assert path.stat().st_size > 2_500_000
+    df = load_ohlcv(path)
+    assert_contract(df)
+    assert len(df) == rows
+    np.testing.assert_array_equal(df["close"].to_numpy(), close)  # same decimal strings, same parser: exact
+    assert df.index[-1] == pd.Timestamp(times[-1], tz="UTC")
+
+    bad_at = len(lines) - 5  # 0-based among data lines; the file line is that + 2 (header, 1-based)
+    lines[bad_at] = lines[bad_at].replace(",7", ",seven")
+    with pytest.raises(DataError, match=rf"line {bad_at + 2}, column 'Volume': 'seven'"):
+        load_ohlcv(write(tmp_path, "Date,Open,High,Low,Close,Volume\n" + "\n".join(lines) + "\n", "bad.csv"))
+
+
+def test_output_grows_when_lines_get_shorter_than_the_sampled_ones(tmp_path: Path) -> None:
+    """The output arrays are sized from the first 64 KB; a file whose later lines are much shorter outgrows
+    them, and the values must come through intact."""
+    long_rows = [f"2020-01-01 {i // 60:02d}:{i % 60:02d}:00,{100 + i},{'x' * 120}" for i in range(500)]
+    times = pd.date_range("2020-01-02", periods=40_000, freq="min").strftime("%Y-%m-%d %H:%M:%S")
+    short_rows = [f"{t},{i % 50 + 100}," for i, t in enumerate(times)]
+    df = load_ohlcv(write(tmp_path, "Date,Close,Note\n" + "\n".join(long_rows + short_rows) + "\n"))
+    expected = np.concatenate([100 + np.arange(500), np.arange(40_000) % 50 + 100]).astype(float)
+    np.testing.assert_array_equal(df["close"].to_numpy(), expected)

@@ -238,3 +238,34 @@ def test_min_rows_is_the_exact_threshold(
         assert min(make_segments(returns_series(n), window=window, stride=1, **kwargs).counts().values()) >= 1
     with pytest.raises(ConfigError, match=f"at least {n_min} returns needed"):
         make_segments(returns_series(n_min - 1), window=window, stride=1, **kwargs)
+
+
+def test_window_below_the_one_minimum_is_refused_by_segments_and_min_rows() -> None:
+    from wavefin_core.segments import MIN_WINDOW
+    from wavefin_core.wavelets import covering_scales
+
+    covering_scales(MIN_WINDOW)  # the minimum is exactly what the scalograms' scales accept
+    with pytest.raises(ConfigError):
+        covering_scales(MIN_WINDOW - 1)
+    for call in (
+        lambda: make_segments(returns_series(), window=MIN_WINDOW - 1, stride=1),
+        lambda: min_rows(MIN_WINDOW - 1),
+    ):
+        with pytest.raises(ConfigError, match=rf"window={MIN_WINDOW - 1} is below the minimum of {MIN_WINDOW}"):
+            call()
+
+
+def test_too_big_segments_and_scalograms_are_refused_before_allocating(monkeypatch) -> None:
+    from wavefin_core.scalograms import build_scalograms
+
+    seg = make_segments(returns_series(), window=32, stride=8)
+    with pytest.raises(ConfigError) as info:
+        build_scalograms(seg, num_scales=10**6)  # ~100 windows x 1e6 scales x 32 samples: ~100 GB
+    message = str(info.value)
+    assert "GiB" in message and "1000000 scales" in message and "scalograms.num_scales" in message
+    monkeypatch.setenv("WAVEFIN_MAX_MEMORY_GB", "0.0001")  # ~100 KB: a 1200-row, stride-1 cut needs more
+    with pytest.raises(ConfigError, match=r"segments of 1200 returns would need about .* segments\.stride"):
+        make_segments(returns_series(), window=32, stride=1)
+    monkeypatch.setenv("WAVEFIN_MAX_MEMORY_GB", "lots")
+    with pytest.raises(ConfigError, match="WAVEFIN_MAX_MEMORY_GB"):
+        make_segments(returns_series(), window=32, stride=1)

@@ -8,9 +8,10 @@ import pyarrow as pa
 from matplotlib.figure import Figure
 
 from wavefin_assets.metadata import figure_md, preview_md
-from wavefin_assets.partitions import BUILTIN_SERIES, discover_csv_series, series_partitions
+from wavefin_assets.partitions import scan_csv_series, series_partitions
 from wavefin_assets.profiles import PROFILE
 from wavefin_core.data import load_ohlcv, load_sp500, simulate_mjd
+from wavefin_core.data.validate import DEFAULT_MAX_ABS_LOG_RETURN
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.preprocess import (
     check_min_rows,
@@ -23,13 +24,14 @@ from wavefin_core.preprocess import (
     clean_prices as clean_price_frame,
 )
 from wavefin_core.scalograms import ScalogramSet, build_scalograms
-from wavefin_core.segments import Segments, make_segments, min_rows
+from wavefin_core.segments import MIN_WINDOW, Segments, make_segments, min_rows
 
 DATA_GROUP = "data"
 
 
 class RawPricesConfig(dg.Config):
-    """Merton jump diffusion parameters (used by the `mjd` partition; CSV and sp500 partitions ignore them)."""
+    """Merton jump diffusion parameters (used by the `mjd` partition; CSV and sp500 partitions ignore them),
+    and how CSV partitions are read (`date_format`, `max_abs_log_return`; the others ignore those)."""
 
     days: int = PROFILE.mjd_days
     mu: float = 0.05
@@ -40,6 +42,11 @@ class RawPricesConfig(dg.Config):
     start: str = "2022-01-03"
     freq: str = PROFILE.mjd_freq
     seed: int = 0
+    # CSV files: strptime format of the date/time column (e.g. "%d/%m/%Y"); None detects it, and refuses
+    # dates that could be day-first or month-first, naming this field.
+    date_format: str | None = None
+    # CSV files: largest |log return| between consecutive closes (3.0 = a 20x move); larger jumps are refused.
+    max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN
 
 
 @dg.asset(
@@ -60,15 +67,19 @@ def raw_prices(context: dg.AssetExecutionContext, config: RawPricesConfig) -> dg
         frame = load_sp500()
         source = "S&P 500 daily bars bundled with arch (arch.data.sp500)"
     else:
-        csv_files = discover_csv_series()
-        if series not in csv_files:
-            raise DataError(
-                f"Series {series!r} has no CSV in data/prices/ any more (known: "
-                f"{sorted(csv_files) or 'none'}, built-in: {list(BUILTIN_SERIES)}); put the file back or "
-                "reload the code location."
-            )
-        frame = load_ohlcv(csv_files[series])
-        source = str(csv_files[series])
+        path = scan_csv_series().path_for(series)
+        frame = load_ohlcv(path, date_format=config.date_format, max_abs_log_return=config.max_abs_log_return)
+        source = str(path)
+    # Refuse here, before anything of this series is stored, what would fail later: a window below the
+    # minimum and a series too short for one window per split (the exact count is checked in clean_prices).
+    needed = _rows_needed(context, source)
+    if len(frame) - 1 < needed:
+        raise DataError(
+            f"{source}: {len(frame)} rows give at most {len(frame) - 1} returns, but segments needs at least "
+            f"{needed} ({_segments_settings(context)}) for one window in each of train, val and test. Supply a "
+            "longer series, or lower segments.window (or segments.embargo)."
+        )
+    frame.attrs = {"source": source, **frame.attrs}  # builtins keep their own source tag
     context.log.info(f"{series}: {len(frame)} bars from {source}")
     return dg.Output(
         frame,
@@ -83,10 +94,53 @@ def raw_prices(context: dg.AssetExecutionContext, config: RawPricesConfig) -> dg
     )
 
 
+def _segments_config(context: dg.AssetExecutionContext) -> "SegmentsConfig":
+    """The `segments` config of this run (its defaults when the run does not set it).
+
+    Read from the run config so that the first asset can check what the later ones will need: a run that
+    would fail in `segments` or `scalograms` then fails in `raw_prices`, before anything is stored.
+    """
+    ops = (context.run_config or {}).get("ops") or {}
+    raw = (ops.get("segments") or {}).get("config") or {}
+    try:
+        return SegmentsConfig(**raw)
+    except Exception as exc:  # noqa: BLE001 - pydantic's validation error; Dagster reports it again in segments
+        raise ConfigError(f"segments config {raw!r} is invalid ({exc}); fix the run config.") from exc
+
+
+def _segments_settings(context: dg.AssetExecutionContext) -> str:
+    cfg = _segments_config(context)
+    return (
+        f"window={cfg.window}, horizon={cfg.horizon}, embargo={cfg.embargo or cfg.window + cfg.horizon}, "
+        f"train_fraction={cfg.train_fraction}, val_fraction={cfg.val_fraction}"
+    )
+
+
+def _rows_needed(context: dg.AssetExecutionContext, source: str) -> int:
+    """Returns segments needs with this run's settings; ConfigError for a window below the minimum."""
+    cfg = _segments_config(context)
+    if cfg.window < MIN_WINDOW:
+        raise ConfigError(
+            f"segments.window={cfg.window} is below the minimum of {MIN_WINDOW} samples (the scalograms' "
+            f"wavelet scales need at least {MIN_WINDOW}); set segments.window >= {MIN_WINDOW} in the run config "
+            f"(series {source} was not read further)."
+        )
+    return min_rows(
+        cfg.window, cfg.horizon, train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
+        embargo=cfg.embargo,
+    )
+
+
+#: Points drawn in the close figure: a 15-million-bar series is thinned to this many (a line plot cannot show
+#: more at this size, and drawing all of them takes minutes and gigabytes).
+FIGURE_POINTS = 5000
+
+
 def _close_figure(frame: pd.DataFrame, series: str) -> Figure:
     fig = Figure(figsize=(7, 2.5))
     ax = fig.add_subplot()
-    ax.plot(frame.index, frame["close"].to_numpy(), lw=0.7)
+    step = max(1, len(frame) // FIGURE_POINTS)
+    ax.plot(frame.index[::step], frame["close"].to_numpy()[::step], lw=0.7)
     ax.set_title(f"{series}: close")
     fig.autofmt_xdate()
     return fig
@@ -118,6 +172,15 @@ def clean_prices(context: dg.AssetExecutionContext, config: CleanPricesConfig, r
         raw_prices, source=series, train_fraction=config.train_fraction, winsorize=winsorize,
         max_gap_fill=config.max_gap_fill,
     )
+    source = raw_prices.attrs.get("source", series)
+    needed = _rows_needed(context, source)
+    if len(frame) < needed:
+        raise DataError(
+            f"{source}: after cleaning, {len(frame)} returns remain ({len(raw_prices)} raw rows, "
+            f"{len(raw_prices) - len(frame)} dropped: missing closes and the first row), but segments needs at "
+            f"least {needed} ({_segments_settings(context)}). Supply a longer series, fill short gaps "
+            "(clean_prices.max_gap_fill), or lower segments.window."
+        )
     returns = frame["log_return"].to_numpy()
     yield dg.Output(
         frame,
@@ -131,8 +194,6 @@ def clean_prices(context: dg.AssetExecutionContext, config: CleanPricesConfig, r
             "preview": preview_md(frame),
         },
     )
-    # Rows segments needs with the profile's window and default splits (a per-run `window` is checked there).
-    needed = min_rows(PROFILE.window, train_fraction=config.train_fraction)
     results = {
         "monotonic_unique_index": check_monotonic_unique_index(frame),
         "no_nan": check_no_nan(frame),

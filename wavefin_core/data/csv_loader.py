@@ -6,123 +6,214 @@ HistData's headerless ``YYYYMMDD HHMMSS;open;high;low;close;volume``. The loader
 turns every problem into a :class:`~wavefin_core.errors.DataError` that names the file, the line number in
 the file (1-based, header included) and the column, so the user can open the file and fix it.
 
+Memory: files can be gigabytes (15 million minute bars is ~1 GB of text), so the file is never held in
+memory as text or as Python strings. The header is sniffed from the first 64 KB; the data is streamed through
+``pyarrow.csv`` in blocks (:data:`BLOCK_BYTES`) with explicit column types, prices parsed straight to float64,
+only the used columns converted, and each block's timestamps parsed before the next block is read. The result
+is one ``(5, rows)`` float64 block that becomes the frame without a copy: peak memory is about the final frame
+plus one block (``bench/bench_ingest.py`` measures it). UTF-16 files (Excel's "Unicode text") are the
+exception: they are transcoded in memory first.
+
 Policies:
 - Header names are matched case-insensitively, ignoring spaces, ``_`` and ``-`` (``Adj Close`` == ``adj_close``).
 - ``Close`` is preferred over ``Adj Close``; ``Adj Close`` is used only when there is no ``Close``.
 - Missing ``open``/``high``/``low`` columns are filled from ``close``; a missing ``volume`` column becomes 0.
 - Empty cells (and ``null``/``NaN``/``NA``/``N/A``/``-``) are kept as NaN: the missing-value policy lives in
   cleaning. A cell that is present but not a number is an error.
+- Blank lines are skipped; a row with more or fewer fields than the first line is an error.
+- Dates: see :mod:`wavefin_core.data.timestamps` (``02/01/2024`` is never silently read month-first; pass
+  ``date_format`` when the file cannot tell).
 - Naive timestamps are taken as UTC (HistData's, which are EST without DST, included: shift them before
   loading if wall-clock alignment with other series matters); tz-aware ones are converted to UTC.
 - Identical duplicate rows are dropped; two different rows with one timestamp are an error.
+- A jump between consecutive closes above ``max_abs_log_return`` (default 3.0, a 20x move) is an error naming
+  the row: it is a typo or a placeholder, not a price.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
+import csv
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
-from wavefin_core.data.validate import OHLCV_COLUMNS, validate_ohlcv
-from wavefin_core.errors import DataError
+from wavefin_core.data.timestamps import TimestampParser
+from wavefin_core.data.validate import (
+    DEFAULT_MAX_ABS_LOG_RETURN,
+    OHLCV_COLUMNS,
+    RowLabels,
+    check_log_returns,
+    checked_return_bound,
+    validate_block,
+)
+from wavefin_core.errors import ConfigError, DataError
 
 _DELIMITERS = (",", ";", "\t")
 _HISTDATA_FIRST_FIELD = re.compile(r"^\d{8} \d{6}$")
 _MISSING_TOKENS = frozenset({"", "nan", "null", "na", "n/a", "none", "-"})
-_BINARY_SNIFF_BYTES = 65536
+#: pyarrow matches null tokens exactly, so spell out the case variants people write.
+_NULL_VALUES = sorted({v for t in _MISSING_TOKENS for v in (t, t.upper(), t.capitalize(), t.title())})
+_SNIFF_BYTES = 65536
+#: Bytes of CSV text per streamed block: large enough for pyarrow to parse fast, small enough that one block's
+#: transient strings (the timestamps) stay a few MB (2 MB measured ~10% lower peak RSS than 8 MB, same speed).
+BLOCK_BYTES = 2 * 2**20
 
 
-def load_ohlcv(path: str | Path) -> pd.DataFrame:
+def load_ohlcv(
+    path: str | Path,
+    *,
+    date_format: str | None = None,
+    max_abs_log_return: float = DEFAULT_MAX_ABS_LOG_RETURN,
+) -> pd.DataFrame:
     """Load the CSV at ``path`` as an OHLCV frame (UTC ``DatetimeIndex`` named ``timestamp``, sorted).
 
+    ``date_format`` (strptime codes, e.g. ``"%d/%m/%Y"``) fixes how the date/time column is read; leave it None
+    to detect it. ``max_abs_log_return`` bounds the jump between consecutive closes (``inf`` disables it).
     Raises :class:`DataError` naming the file and the line/column for every problem listed in the module
     docstring; the message always says how to fix the file.
     """
     path = Path(path)
-    text = _read_text(path)
-    first = next((i for i, line in enumerate(io.StringIO(text)) if line.strip()), None)
+    if date_format is not None and (not isinstance(date_format, str) or "%" not in date_format):
+        raise ConfigError(
+            f"date_format={date_format!r} must be a strptime format such as '%d/%m/%Y' or '%m/%d/%Y %H:%M' "
+            "(or None to detect the format)."
+        )
+    bound = checked_return_bound(max_abs_log_return)
+    source = _Source.open(path)
+    layout = _sniff_layout(path, source)
+    columns = _map_columns(path, layout.header)
+    rows = _read_rows(path, source, layout, columns, date_format)
+
+    index = pd.DatetimeIndex(rows.timestamps.view("datetime64[ns]")).tz_localize("UTC").rename("timestamp")
+    rows.timestamps = np.empty(0, dtype=np.int64)
+    labels = RowLabels(index, rows.lines, str(path))
+    frame, labels = validate_block(rows.block, index, str(path), labels)
+    check_log_returns(frame, str(path), bound, labels)
+    return frame
+
+
+# --- the raw bytes --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    """The file's bytes: the path (streamed), or a transcoded in-memory copy for UTF-16 files."""
+
+    path: Path
+    head: bytes
+    data: bytes | None = None  # set for UTF-16 files, transcoded to UTF-8
+
+    @classmethod
+    def open(cls, path: Path) -> _Source:
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(_SNIFF_BYTES)
+        except FileNotFoundError as exc:
+            raise DataError(f"{path}: file not found; check the path (CSV files go in data/prices/).") from exc
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read the file ({exc}).") from exc
+        not_text = DataError(
+            f"{path}: not a text CSV (binary content such as NUL bytes found); export the prices as a "
+            "comma-, semicolon- or tab-separated text file."
+        )
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export is UTF-16
+            try:
+                data = path.read_bytes().decode("utf-16").encode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise not_text from exc
+            source = cls(path, data[:_SNIFF_BYTES], data)
+        elif b"\x00" in head:
+            raise not_text
+        else:
+            source = cls(path, head)
+        sample = source.head.decode("utf-8", errors="replace")
+        controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n")
+        if sample and controls / len(sample) > 0.01:
+            raise not_text
+        return source
+
+    def stream(self, offset: int) -> pa.NativeFile:
+        """A native Arrow file at ``offset`` (a Python file object would make Arrow read ahead into ~60 MB of
+        Python bytes objects it cannot account for)."""
+        if self.data is not None:
+            return pa.BufferReader(self.data[offset:])
+        handle = pa.OSFile(str(self.path), "r")
+        handle.seek(offset)
+        return handle
+
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.path.stat().st_size
+
+
+@dataclass
+class _Layout:
+    delimiter: str
+    histdata: bool
+    header: list[str]
+    data_line: int  # 1-based line number of the first line after the header
+    data_offset: int  # byte offset of that line
+    row_bytes: int = 1  # a lower estimate of one data line's bytes (sizes the output arrays)
+
+
+def _decode(line: bytes) -> str:
+    try:
+        return line.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return line.decode("latin-1")
+
+
+def _sniff_layout(path: Path, source: _Source) -> _Layout:
+    """Delimiter, header and where the data starts, from the first 64 KB.
+
+    Besides a one-line header and HistData's none, yfinance's three-line header (``Price,Close,...`` /
+    ``Ticker,AAPL,...`` / ``Date,,,``, written by ``yf.download(...).to_csv()``) is recognised.
+    """
+    raw_lines = source.head.split(b"\n")
+    lines = [_decode(raw).rstrip("\r") for raw in raw_lines]
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         raise DataError(f"{path}: the file is empty; it needs a header line and at least one row of prices.")
-    first_line = next(itertools.islice(io.StringIO(text), first, None))
-    delimiter = _detect_delimiter(first_line)
-    first_field = first_line.split(delimiter)[0].strip().strip('"')
-    histdata = bool(_HISTDATA_FIRST_FIELD.match(first_field))
-
-    raw, header_lines = _parse_table(path, text, delimiter, first, histdata)
-    # pandas keeps blank lines (skip_blank_lines=False), so data row i sits on file line
-    # first + header_lines + 1 + i (1-based).
-    line_numbers = np.arange(len(raw)) + first + header_lines + 1
-    raw = raw.apply(lambda column: column.str.strip())  # cells are compared and parsed stripped from here on
-    blank = (raw == "").all(axis=1).to_numpy()
-    raw, line_numbers = raw[~blank], line_numbers[~blank]
-    if raw.empty:
-        raise DataError(
-            f"{path}: the file has a header but no rows of prices; add data rows below the header line."
-        )
-
-    columns = _map_columns(path, raw)
-    timestamps = _parse_timestamps(path, raw, columns, line_numbers)
-    frame = pd.DataFrame(index=timestamps)
-    for name in ("close", "open", "high", "low", "volume"):
-        if name in columns:
-            frame[name] = _parse_numbers(path, raw[columns[name]], columns[name], line_numbers)
-    for name in ("open", "high", "low"):
-        if name not in frame:
-            frame[name] = frame["close"]
-    if "volume" not in frame:
-        frame["volume"] = 0.0
-    frame = frame[list(OHLCV_COLUMNS)]
-    return validate_ohlcv(frame, str(path), row_labels=_LineLabels(line_numbers))
-
-
-class _LineLabels(Sequence[str]):
-    """``"line N"`` per row, formatted only when an error message needs one (files can have 1e6 rows)."""
-
-    def __init__(self, line_numbers: np.ndarray) -> None:
-        self._line_numbers = line_numbers
-
-    def __len__(self) -> int:
-        return len(self._line_numbers)
-
-    def __getitem__(self, row: int) -> str:  # type: ignore[override]
-        return f"line {self._line_numbers[row]}"
-
-
-def _read_text(path: Path) -> str:
-    """Read the file as text, refusing binary files rather than producing garbage rows."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise DataError(f"{path}: file not found; check the path (CSV files go in data/prices/).") from exc
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the file ({exc}).") from exc
-    not_text = DataError(
-        f"{path}: not a text CSV (binary content such as NUL bytes found); export the prices as a "
-        "comma-, semicolon- or tab-separated text file."
-    )
-    head = data[:_BINARY_SNIFF_BYTES]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export is UTF-16
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise not_text from exc
-    elif b"\x00" in head:
-        raise not_text
+    delimiter = _detect_delimiter(lines[first])
+    fields = _split(lines[first], delimiter)
+    histdata = bool(_HISTDATA_FIRST_FIELD.match(fields[0].strip().strip('"')))
+    if histdata:
+        if len(fields) < 5:
+            raise DataError(
+                f"{path}: looks like HistData (first field 'YYYYMMDD HHMMSS') but has {len(fields)} fields; "
+                "expected 'YYYYMMDD HHMMSS;open;high;low;close;volume'."
+            )
+        names = ["datetime", "open", "high", "low", "close", "volume"][: len(fields)]
+        header = names + [f"extra{i}" for i in range(len(fields) - len(names))]
+        header_lines = 0
     else:
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-    sample = text[:_BINARY_SNIFF_BYTES]
-    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n")
-    if sample and controls / len(sample) > 0.01:
-        raise not_text
-    return text
+        header = [h.strip().strip('"') or f"column{i + 1}" for i, h in enumerate(fields)]
+        header_lines = 1
+        following = [_normalise_name(_split(line, delimiter)[0]) for line in lines[first + 1 : first + 3]]
+        if _normalise_name(header[0]) == "price" and following[:1] == ["ticker"]:
+            header_lines = 2
+            if following[1:2] and following[1] in ("date", "datetime"):
+                header[0], header_lines = _split(lines[first + 2], delimiter)[0].strip(), 3
+            else:
+                header[0] = "Date"
+    start = first + header_lines
+    offset = sum(len(raw) + 1 for raw in raw_lines[:start])
+    if start == 0 and source.head.startswith(b"\xef\xbb\xbf"):
+        offset = 3  # a UTF-8 byte-order mark before headerless data
+    sample = [len(raw) + 1 for raw in raw_lines[start:-1] if raw.strip()][:1000]
+    row_bytes = min(sample) if sample else len(header)
+    return _Layout(delimiter, histdata, header, data_line=start + 1, data_offset=offset, row_bytes=row_bytes)
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter), None) or [""]
 
 
 def _detect_delimiter(line: str) -> str:
@@ -130,59 +221,6 @@ def _detect_delimiter(line: str) -> str:
     counts = {d: line.count(d) for d in _DELIMITERS}
     best = max(_DELIMITERS, key=lambda d: counts[d])
     return best if counts[best] else ","
-
-
-def _parse_table(
-    path: Path, text: str, delimiter: str, first: int, histdata: bool
-) -> tuple[pd.DataFrame, int]:
-    """Every cell as a string, columns named from the header, plus the number of header lines.
-
-    Besides a one-line header and HistData's none, yfinance's three-line header (``Price,Close,...`` /
-    ``Ticker,AAPL,...`` / ``Date,,,``, written by ``yf.download(...).to_csv()``) is recognised.
-
-    The header is read as a data row (``header=None``) so pandas never silently turns surplus leading fields
-    into an index: a row with more fields than the first line is a :class:`DataError` with its line number.
-    """
-    try:
-        raw = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            header=None,
-            skiprows=first,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            engine="c",
-        )
-    except pd.errors.ParserError as exc:
-        raise DataError(
-            f"{path}: malformed CSV ({exc}; pandas counts lines from 1 including the header); every row "
-            f"needs the same number of '{_printable(delimiter)}'-separated fields as the first line."
-        ) from exc
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: the file is empty; it needs a header line and rows of prices.") from exc
-    raw = raw.fillna("")
-    if histdata:
-        if raw.shape[1] < 5:
-            raise DataError(
-                f"{path}: looks like HistData (first field 'YYYYMMDD HHMMSS') but has {raw.shape[1]} fields; "
-                "expected 'YYYYMMDD HHMMSS;open;high;low;close;volume'."
-            )
-        names = ["datetime", "open", "high", "low", "close", "volume"][: raw.shape[1]]
-        raw.columns = names + [f"extra{i}" for i in range(raw.shape[1] - len(names))]
-        return raw, 0
-    header = [str(h).strip().strip('"') or f"column{i + 1}" for i, h in enumerate(raw.iloc[0])]
-    header_lines = 1
-    first_cells = [_normalise_name(v) for v in raw.iloc[1:3, 0]]
-    if _normalise_name(header[0]) == "price" and first_cells[:1] == ["ticker"]:
-        header_lines = 2
-        if first_cells[1:2] and first_cells[1] in ("date", "datetime"):
-            header[0], header_lines = str(raw.iloc[2, 0]).strip(), 3
-        else:
-            header[0] = "Date"
-    raw = raw.iloc[header_lines:].reset_index(drop=True)
-    raw.columns = header
-    return raw, header_lines
 
 
 def _printable(delimiter: str) -> str:
@@ -197,91 +235,278 @@ _TIME_KEYS = ("datetime", "timestamp", "date", "time")
 _USED_KEYS = frozenset({"close", "adjclose", "open", "high", "low", "volume", *_TIME_KEYS})
 
 
-def _map_columns(path: Path, raw: pd.DataFrame) -> dict[str, str]:
-    """Map contract names (and ``datetime``/``timestamp``/``date``/``time``) to the file's column names."""
-    found: dict[str, str] = {}
-    for col in map(str, raw.columns):
+def _map_columns(path: Path, header: list[str]) -> dict[str, int]:
+    """Map contract names (and ``datetime``/``timestamp``/``date``/``time``) to the file's column positions."""
+    found: dict[str, int] = {}
+    for position, col in enumerate(header):
         key = _normalise_name(col)
         if key in found and key in _USED_KEYS:
             raise DataError(
-                f"{path}: columns '{found[key]}' and '{col}' mean the same thing; keep only one of them."
+                f"{path}: columns '{header[found[key]]}' and '{col}' mean the same thing; keep only one of them."
             )
-        found.setdefault(key, col)
-    listed = list(map(str, raw.columns))
+        found.setdefault(key, position)
     close_key = "close" if "close" in found else "adjclose" if "adjclose" in found else None
     if close_key is None:
         raise DataError(
-            f"{path}: no close column; found columns {listed}. Add a 'Close' (or 'Adj Close') column with "
+            f"{path}: no close column; found columns {header}. Add a 'Close' (or 'Adj Close') column with "
             "the closing prices (if the file has no header line, add one: Date,Open,High,Low,Close,Volume)."
         )
     columns = {"close": found[close_key]}
-    columns.update(
-        {key: found[key] for key in ("open", "high", "low", "volume", *_TIME_KEYS) if key in found}
-    )
+    columns.update({key: found[key] for key in ("open", "high", "low", "volume", *_TIME_KEYS) if key in found})
     if not any(key in columns for key in _TIME_KEYS):
         raise DataError(
-            f"{path}: no date/time column; found columns {listed}. "
+            f"{path}: no date/time column; found columns {header}. "
             "Name the time column 'Date', 'Datetime', 'Timestamp' or 'Time'."
         )
     return columns
 
 
-def _parse_timestamps(
-    path: Path, raw: pd.DataFrame, columns: dict[str, str], line_numbers: np.ndarray
-) -> pd.DatetimeIndex:
-    if "datetime" in columns or "timestamp" in columns:
-        text = raw[columns.get("datetime", columns.get("timestamp"))]
-        column = columns.get("datetime", columns.get("timestamp"))
-    elif "date" in columns and "time" in columns:
-        text = raw[columns["date"]] + " " + raw[columns["time"]]
-        column = f"{columns['date']} + {columns['time']}"
-    else:
-        column = columns.get("date", columns.get("time"))
-        text = raw[column]
-    parsed = _to_utc(text)
-    bad = np.flatnonzero(parsed.isna().to_numpy())
-    if bad.size:
-        i = bad[0]
-        raise DataError(
-            f"{path}: line {line_numbers[i]}, column '{column}': cannot parse date/time {text.iloc[i]!r} "
-            f"({bad.size} bad row(s)). Use ISO dates like 2024-01-31 or 2024-01-31 15:30:00."
-        )
-    return pd.DatetimeIndex(parsed)
+# --- streaming the rows ---------------------------------------------------------------------------------
 
 
-def _to_utc(text: pd.Series) -> pd.Series:
-    """Parse timestamps (NaT where a value cannot be parsed), recognising the formats users actually send.
+class _LineMap:
+    """Row -> line number in the file, computed only when a message needs it.
 
-    A format is chosen when most values match it, so one bad value is reported as that row's error rather
-    than switching the whole column to another format.
+    pyarrow turns every line after the header into a row except whitespace-only lines, which are skipped (and
+    recorded); rows that are blank (no date, no values) are dropped afterwards (also recorded). Both lists are
+    empty in a clean file, so a lookup is O(1) there.
     """
-    histdata = text.str.fullmatch(r"\d{8} \d{6}")
-    if histdata.mean() > 0.5:  # strptime alone would accept "1701" as a time; require all six digits
-        return pd.to_datetime(text.where(histdata), format="%Y%m%d %H%M%S", utc=True, errors="coerce")
-    for digits, unit in ((10, "s"), (13, "ms")):  # Unix epoch seconds / milliseconds
-        matches = text.str.fullmatch(rf"\d{{{digits}}}")
-        if matches.mean() > 0.5:
-            seconds = pd.to_numeric(text.where(matches), errors="coerce")
-            return pd.to_datetime(seconds, unit=unit, utc=True)
-    best = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    if best.isna().any():
-        inferred = pd.to_datetime(text, utc=True, errors="coerce")
-        if inferred.isna().sum() < best.isna().sum():
-            best = inferred
-    return best
+
+    def __init__(self, data_line: int) -> None:
+        self.data_line = data_line
+        self.skipped_lines: list[int] = []  # 1-based line numbers counted from the first data line
+        self.dropped_rows: list[int] = []  # pyarrow row numbers of blank rows
+        self.n_rows = 0
+
+    def line_of_arrow_row(self, row: int) -> int:
+        line = row + 1
+        for skipped in self.skipped_lines:
+            if skipped <= line:
+                line += 1
+            else:
+                break
+        return self.data_line - 1 + line
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __getitem__(self, row: int) -> str:
+        arrow_row = row
+        for dropped in self.dropped_rows:
+            if dropped <= arrow_row:
+                arrow_row += 1
+            else:
+                break
+        return f"line {self.line_of_arrow_row(arrow_row)}"
 
 
-def _parse_numbers(path: Path, text: pd.Series, column: str, line_numbers: np.ndarray) -> np.ndarray:
-    """float64 values, NaN for empty/missing tokens; any other non-number is a DataError."""
-    missing = text.str.lower().isin(_MISSING_TOKENS).to_numpy()
-    values = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(
+@dataclass
+class _Rows:
+    block: np.ndarray  # (5, rows) float64 in OHLCV_COLUMNS order
+    timestamps: np.ndarray  # (rows,) int64 ns UTC
+    lines: _LineMap = field(repr=False)
+
+
+class _Retry(Exception):
+    """Restart the read in a slower, more forgiving mode."""
+
+    def __init__(self, typed: bool, encoding: str) -> None:
+        super().__init__(f"retry typed={typed} encoding={encoding}")
+        self.typed, self.encoding = typed, encoding
+
+
+def _read_rows(
+    path: Path, source: _Source, layout: _Layout, columns: dict[str, int], date_format: str | None
+) -> _Rows:
+    """Stream the data lines; first with prices typed as float64 by pyarrow (fast), and only if a cell is not a
+    number, again with every cell as text so the bad cell's line and value can be reported exactly."""
+    typed, encoding = True, "utf8"
+    while True:
+        try:
+            return _stream(path, source, layout, columns, date_format, typed, encoding)
+        except _Retry as retry:
+            typed, encoding = retry.typed, retry.encoding
+
+
+def _stream(
+    path: Path,
+    source: _Source,
+    layout: _Layout,
+    columns: dict[str, int],
+    date_format: str | None,
+    typed: bool,
+    encoding: str,
+) -> _Rows:
+    """One pass over the data lines: per block, drop blank rows, parse the times and the values, append."""
+    names = [f"f{i}" for i in range(len(layout.header))]
+    time_keys = _time_keys(columns)
+    time_columns = [names[columns[k]] for k in time_keys]
+    value_keys = [k for k in ("close", "open", "high", "low", "volume") if k in columns]
+    value_columns = {k: names[columns[k]] for k in value_keys}
+    lines = _LineMap(layout.data_line)
+    times = TimestampParser(path, " + ".join(layout.header[columns[k]] for k in time_keys), date_format)
+    out = _Columns(value_keys, estimated_rows=source.size() // max(1, layout.row_bytes))
+    arrow_rows = 0
+    for batch in _batches(path, source, layout, names, time_columns, value_columns, typed, encoding, lines):
+        first_row = arrow_rows
+        arrow_rows += batch.num_rows
+        time_text = _time_text(batch, time_columns)
+        if typed:
+            values = {k: batch.column(col).to_numpy(zero_copy_only=False) for k, col in value_columns.items()}
+            empty_values = [np.isnan(v) for v in values.values()]
+        else:
+            text = {k: pc.utf8_trim_whitespace(batch.column(col)) for k, col in value_columns.items()}
+            empty_values = [pc.equal(t, "").to_numpy(zero_copy_only=False) for t in text.values()]
+        blank = pc.equal(time_text, "").to_numpy(zero_copy_only=False) & np.logical_and.reduce(empty_values)
+        keep = ~blank
+        kept_rows = np.flatnonzero(keep)
+        if blank.any():
+            lines.dropped_rows.extend((first_row + np.flatnonzero(blank)).tolist())
+            time_text = time_text.filter(pa.array(keep))
+
+        def line_of(i: int, _first: int = first_row, _kept: np.ndarray = kept_rows) -> int:
+            return lines.line_of_arrow_row(_first + int(_kept[i]))
+
+        if not typed:
+            values = {
+                k: _parse_numbers(path, t.filter(pa.array(keep)), layout.header[columns[k]], line_of)
+                for k, t in text.items()
+            }
+        elif blank.any():
+            values = {k: v[keep] for k, v in values.items()}
+        times.add(time_text, line_of)
+        out.append(values)
+
+    lines.n_rows = arrow_rows - len(lines.dropped_rows)
+    stamps = times.finish(lines.__getitem__)
+    if len(stamps) == 0:
+        raise DataError(f"{path}: the file has a header but no rows of prices; add data rows below the header line.")
+    return _Rows(out.finish(len(stamps)), stamps, lines)
+
+
+def _batches(
+    path: Path,
+    source: _Source,
+    layout: _Layout,
+    names: list[str],
+    time_columns: list[str],
+    value_columns: dict[str, str],
+    typed: bool,
+    encoding: str,
+    lines: _LineMap,
+) -> Iterator[pa.RecordBatch]:
+    """pyarrow's streaming reader over the data lines, its errors turned into a retry or a DataError."""
+    if layout.data_offset >= source.size():
+        return
+    malformed: list[tuple[int, int]] = []
+
+    def on_invalid_row(row: pacsv.InvalidRow) -> str:
+        if row.text.replace(layout.delimiter, "").strip() == "":
+            lines.skipped_lines.append(int(row.number))
+            return "skip"
+        malformed.append((int(row.number), int(row.actual_columns)))
+        return "error"
+
+    convert = pacsv.ConvertOptions(
+        column_types={
+            **{col: pa.string() for col in time_columns},
+            **{col: pa.float64() if typed else pa.string() for col in value_columns.values()},
+        },
+        include_columns=[*time_columns, *value_columns.values()],
+        null_values=_NULL_VALUES if typed else [],
+        strings_can_be_null=False,
+    )
+    # One thread: pyarrow then reports the line number of every skipped line.
+    read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=BLOCK_BYTES, encoding=encoding)
+    parse = pacsv.ParseOptions(delimiter=layout.delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row)
+    with source.stream(layout.data_offset) as stream:
+        try:
+            yield from pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            _explain_arrow_error(path, layout, exc, malformed, typed, encoding)
+
+
+def _time_keys(columns: dict[str, int]) -> tuple[str, ...]:
+    if "datetime" in columns or "timestamp" in columns:
+        return ("datetime",) if "datetime" in columns else ("timestamp",)
+    if "date" in columns and "time" in columns:
+        return ("date", "time")
+    return ("date",) if "date" in columns else ("time",)
+
+
+def _time_text(batch: pa.RecordBatch, names: list[str]) -> pa.Array:
+    parts = [pc.utf8_trim_whitespace(batch.column(name)) for name in names]
+    if len(parts) == 1:
+        return parts[0]
+    joined = pc.binary_join_element_wise(parts[0], parts[1], " ")
+    return pc.utf8_trim_whitespace(joined)
+
+
+class _Columns:
+    """The five OHLCV columns, written block by block straight into one preallocated ``(5, capacity)`` array.
+
+    Why not collect per-block arrays and concatenate: that holds every value twice at the end. The capacity
+    comes from the file size and the header's bytes per row, with 25% headroom, and doubles if a file has
+    shorter lines than that; pages past the last row are never written, so the OS never backs them with
+    memory, and the result is a view of the first ``rows`` columns.
+    """
+
+    def __init__(self, keys: list[str], estimated_rows: int) -> None:
+        self.keys = keys
+        self.rows = 0
+        self.block = np.empty((len(OHLCV_COLUMNS), max(1024, int(estimated_rows * 1.25))), dtype=np.float64)
+
+    def append(self, values: dict[str, np.ndarray]) -> None:
+        n = len(next(iter(values.values())))
+        if self.rows + n > self.block.shape[1]:
+            grown = np.empty((len(OHLCV_COLUMNS), 2 * (self.rows + n)), dtype=np.float64)
+            grown[:, : self.rows] = self.block[:, : self.rows]
+            self.block = grown
+        for key, column in values.items():
+            self.block[OHLCV_COLUMNS.index(key), self.rows : self.rows + n] = column
+        self.rows += n
+
+    def finish(self, rows: int) -> np.ndarray:
+        block = self.block[:, :rows]
+        close = block[OHLCV_COLUMNS.index("close")]
+        for i, name in enumerate(OHLCV_COLUMNS):
+            if name not in self.keys:  # open/high/low default to the close, volume to 0
+                block[i] = 0.0 if name == "volume" else close
+        self.block = np.empty((0, 0))
+        return block
+
+
+def _explain_arrow_error(
+    path: Path, layout: _Layout, exc: pa.ArrowInvalid, malformed: list[tuple[int, int]], typed: bool, encoding: str
+) -> NoReturn:
+    """Turn a pyarrow parse error into a retry (a non-number or non-UTF-8 cell) or a DataError."""
+    message = str(exc)
+    if malformed:
+        number, actual = malformed[0]
+        raise DataError(
+            f"{path}: malformed CSV: line {layout.data_line + number - 1} has {actual} fields but the first line "
+            f"has {len(layout.header)}; every row needs the same number of '{_printable(layout.delimiter)}'-"
+            "separated fields as the first line."
+        ) from exc
+    if "conversion error" in message.lower() and typed:
+        raise _Retry(typed=False, encoding=encoding) from exc
+    if "utf8" in message.lower().replace("-", "") and encoding == "utf8":
+        raise _Retry(typed=typed, encoding="latin-1") from exc
+    raise DataError(f"{path}: malformed CSV ({message}).") from exc
+
+
+def _parse_numbers(path: Path, text: pa.Array, column: str, line_of) -> np.ndarray:
+    """float64 values, NaN for empty/missing tokens; any other non-number is a DataError (text mode only)."""
+    series = pd.Series(text.to_pandas(), dtype=object)
+    missing = series.str.lower().isin(_MISSING_TOKENS).to_numpy()
+    values = pd.to_numeric(series.where(~missing, None), errors="coerce").to_numpy(
         dtype=np.float64, na_value=np.nan
     )
     bad = np.flatnonzero(np.isnan(values) & ~missing)
     if bad.size:
-        i = bad[0]
+        i = int(bad[0])
         raise DataError(
-            f"{path}: line {line_numbers[i]}, column '{column}': {text.iloc[i]!r} is not a number "
-            f"({bad.size} bad row(s)). Use plain numbers with '.' as the decimal point."
+            f"{path}: line {line_of(i)}, column '{column}': {series.iloc[i]!r} is not a number "
+            f"({bad.size} bad row(s) in this block). Use plain numbers with '.' as the decimal point."
         )
     return values
