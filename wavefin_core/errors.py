@@ -17,3 +17,11 @@ class DataError(WavefinError, ValueError):
 
 class ConfigError(WavefinError, ValueError):
     """A configuration value is out of range or inconsistent with the data."""
+
+
+class NonFiniteError(WavefinError, ValueError):
+    """A model produced NaN or inf (weights, predictions, probabilities): nothing of it may be saved or used."""
+
+
+class TrainingDivergedError(NonFiniteError):
+    """Training produced a non-finite loss or weights; the message names the step, the loss and the knob to turn."""

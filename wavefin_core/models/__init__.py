@@ -40,12 +40,24 @@ __all__ = [
     "prepare_sequences",
     "save_sequence_classifier",
     "train_sequence_classifier",
+    # checkpoint
+    "Checkpointing",
+    # versions
+    "prune_versions",
+    "read_manifest",
+    "version_dir",
+    "write_manifest",
 ]
 _MODULE_OF = {
-    name: "diffusion" if i < 8 else "classifier" if i < 18 else "sequence" for i, name in enumerate(__all__)
+    **{name: "diffusion" for name in __all__[:8]},
+    **{name: "classifier" for name in __all__[8:18]},
+    **{name: "sequence" for name in __all__[18:26]},
+    "Checkpointing": "checkpoint",
+    **{name: "versions" for name in __all__[27:]},
 }
 
 if TYPE_CHECKING:
+    from wavefin_core.models.checkpoint import Checkpointing
     from wavefin_core.models.classifier import (
         ClassifierConfig,
         ClassifierResult,
@@ -78,6 +90,7 @@ if TYPE_CHECKING:
         save_sequence_classifier,
         train_sequence_classifier,
     )
+    from wavefin_core.models.versions import prune_versions, read_manifest, version_dir, write_manifest
 
 
 def __getattr__(name: str) -> Any:

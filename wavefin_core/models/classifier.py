@@ -20,13 +20,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.models.checkpoint import Checkpointing, TrainingState, fingerprint
 from wavefin_core.models.training import (
     EarlyStopping,
     ProgressFn,
+    batches_from,
+    check_finite_loss,
+    check_finite_output,
+    check_finite_weights,
     check_positive,
     check_scalograms,
     load_weights,
-    minibatches,
     resolve_device,
     save_weights,
     seeded,
@@ -288,12 +292,14 @@ def train_classifier(
     cfg: ClassifierConfig,
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> ClassifierResult:
     """Train `cfg.arch` on binary direction labels with class-weighted cross-entropy and AdamW.
 
     Validation loss (same weighted cross-entropy) drives early stopping; the returned model holds the weights of
     the best validation epoch. Deterministic for a given `cfg.seed` on CPU. `progress(epoch, cfg.epochs, row)`
-    is called after every epoch with that epoch's history row.
+    is called after every epoch with that epoch's history row. `checkpointing` saves and resumes the training
+    state (see `fit_direction_model`).
     """
     cfg.validate()
     x_train = check_scalograms(x_train, "x_train")
@@ -306,7 +312,8 @@ def train_classifier(
     y_val = _check_labels(y_val, len(x_val), "y_val")
     model, history, best_epoch, weights = fit_direction_model(
         lambda: build_classifier(cfg, x_train.shape[1:]), x_train, y_train, x_val, y_val, cfg,
-        resolve_device(device), progress, eval_batch_size=256,
+        resolve_device(device), progress, eval_batch_size=256, checkpointing=checkpointing,
+        kind=f"classifier-{cfg.arch}",
     )
     return ClassifierResult(
         model=model, history=history, best_epoch=best_epoch, config=cfg,
@@ -324,12 +331,17 @@ def fit_direction_model(
     device: torch.device,
     progress: ProgressFn | None = None,
     eval_batch_size: int = 256,
+    checkpointing: Checkpointing | None = None,
+    kind: str = "classifier",
 ) -> tuple[nn.Module, list[dict[str, float]], int, np.ndarray]:
     """The training loop every direction classifier shares (scalogram CNN/ViT, LSTMs).
 
     Class-weighted cross-entropy (`cfg.balance_classes`) with AdamW; validation loss with the same weights drives
     early stopping, and the returned model holds the best validation epoch's weights. `cfg` needs `seed`,
-    `epochs`, `batch_size`, `learning_rate`, `weight_decay`, `patience`, `max_steps` and `balance_classes`.
+    `epochs`, `batch_size`, `learning_rate`, `weight_decay`, `patience`, `max_steps`, `balance_classes` and
+    `to_dict()`. With `checkpointing`, the loop's complete state (early stopping included) is saved every
+    `checkpointing.every` optimizer steps under `kind` and a checkpoint of the same config and data is resumed
+    exactly. A NaN/inf training or validation loss raises TrainingDivergedError naming the step.
     Returns (model, history, best_epoch, class weights).
     """
     weights = class_weights(y_train) if cfg.balance_classes else np.ones(N_CLASSES)
@@ -337,28 +349,55 @@ def fit_direction_model(
     batch_size = min(cfg.batch_size, n)
     data, labels = torch.from_numpy(x_train), torch.from_numpy(y_train)
     val_labels = torch.from_numpy(y_val)
-    history: list[dict[str, float]] = []
     stopper = EarlyStopping(cfg.patience)
-    steps = 0
+    checkpointer = None
+    if checkpointing is not None:
+        digest = fingerprint(kind, cfg.to_dict(), x_train, y_train, x_val, y_val)
+        checkpointer = checkpointing.bind(kind, digest)
 
     with seeded(cfg.seed, device) as generator:
         model = build_model().to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         weight_tensor = torch.tensor(weights, dtype=torch.float32)
         criterion = nn.CrossEntropyLoss(weight=weight_tensor.to(device))
-        for epoch in range(1, cfg.epochs + 1):
+        state = checkpointer.restore(model, optimizer, generator) if checkpointer is not None else None
+        state = state or TrainingState()
+        history: list[dict[str, float]] = list(state.extra.get("history", []))
+        if "stopper" in state.extra:
+            stopper.load_checkpoint_state(state.extra["stopper"], state.tensors)
+        steps = state.step
+
+        def snapshot(**position: Any) -> TrainingState:
+            stopper_meta, stopper_tensors = stopper.checkpoint_state()
+            extra = {"history": history, "stopper": stopper_meta, **position.pop("extra", {})}
+            return TrainingState(step=steps, extra=extra, tensors=stopper_tensors, **position)
+
+        for epoch_index in range(state.epoch, cfg.epochs):
+            if state.done:
+                break
+            epoch = epoch_index + 1
+            resuming = epoch_index == state.epoch and state.order is not None
+            order = state.order if resuming else torch.randperm(n, generator=generator)
+            first_batch = state.batch if resuming else 0
+            loss_sum = float(state.extra["loss_sum"]) if resuming else 0.0
+            seen = int(state.extra["seen"]) if resuming else 0
             model.train()
-            loss_sum = 0.0
-            seen = 0
-            for index in minibatches(n, batch_size, generator):
+            for batch, index in enumerate(batches_from(order, batch_size, first_batch), start=first_batch + 1):
+                if cfg.max_steps is not None and steps >= cfg.max_steps:
+                    break
                 logits = model(data[index].to(device))
                 loss = criterion(logits, labels[index].to(device))
+                check_finite_loss(loss.item(), steps + 1, kind, cfg.learning_rate)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 loss_sum += loss.item() * len(index)
                 seen += len(index)
                 steps += 1
+                if checkpointer is not None and checkpointer.due(steps):
+                    position = {"loss_sum": loss_sum, "seen": seen}
+                    checkpointer.save(snapshot(epoch=epoch_index, batch=batch, order=order, extra=position),
+                                      model, optimizer, generator)
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
 
@@ -370,6 +409,7 @@ def fit_direction_model(
                 "val_loss": F.cross_entropy(val_logits, val_labels, weight=weight_tensor).item(),
                 **_accuracies(val_logits.argmax(1).numpy(), y_val),
             }
+            check_finite_loss(row["val_loss"], steps, kind, cfg.learning_rate, loss_name="validation loss")
             history.append(row)
             if progress is not None:
                 progress(epoch, cfg.epochs, row)
@@ -378,6 +418,9 @@ def fit_direction_model(
                 break
         stopper.restore(model)
         model.eval()
+        check_finite_weights(model, steps, kind, cfg.learning_rate)
+        if checkpointer is not None and not state.done:
+            checkpointer.save(snapshot(epoch=cfg.epochs, done=True), model, optimizer, generator)
     return model, history, stopper.best_epoch, weights
 
 
@@ -408,7 +451,8 @@ def softmax_proba(
     was_training = model.training
     model.eval()
     try:
-        return torch.softmax(_logits(model, x, device, batch_size), dim=1).numpy().astype(np.float32)
+        proba = torch.softmax(_logits(model, x, device, batch_size), dim=1).numpy().astype(np.float32)
+        return check_finite_output(proba, f"{type(model).__name__} probabilities")
     finally:
         model.train(was_training)
 

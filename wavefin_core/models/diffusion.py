@@ -25,11 +25,15 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.io import atomic_directory
+from wavefin_core.models.checkpoint import Checkpointing, TrainingState, fingerprint
 from wavefin_core.models.training import (
     ProgressFn,
+    batches_from,
+    check_finite_loss,
+    check_finite_weights,
     check_positive,
     check_scalograms,
-    minibatches,
+    refuse_non_finite_state,
     resolve_device,
     seeded,
 )
@@ -187,11 +191,15 @@ def train_diffusion(
     cfg: DiffusionConfig,
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> DiffusionResult:
     """Train a noise-predicting UNet on scalograms `x` (N, C, S, T) with MSE loss and AdamW.
 
     Deterministic for a given `cfg.seed` on CPU: weight init, shuffling, noise and timesteps all come from it.
-    `progress(step, total, {"epoch", "loss"})` is called after every optimizer step.
+    `progress(step, total, {"epoch", "loss"})` is called after every optimizer step. With `checkpointing`, the
+    complete training state is saved every `checkpointing.every` steps and a checkpoint of the same config and
+    data is resumed ("resuming from step N" in its log), giving the same final weights as an uninterrupted run.
+    A NaN/inf loss or weight raises TrainingDivergedError naming the step; nothing non-finite is checkpointed.
     """
     x = check_scalograms(x)
     cfg.validate()
@@ -205,23 +213,36 @@ def train_diffusion(
     total_steps = cfg.epochs * math.ceil(n / batch_size)
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
+    checkpointer = None
+    if checkpointing is not None:
+        checkpointer = checkpointing.bind("diffusion", fingerprint("diffusion", cfg.to_dict(), x))
 
-    losses: list[float] = []
-    epoch_losses: list[float] = []
     with seeded(cfg.seed, device) as generator:
         model = build_unet(cfg, channels, (height, width)).to(device)
         scheduler = build_train_scheduler(cfg, data_abs_max=float(np.abs(x).max()))
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+        state = checkpointer.restore(model, optimizer, generator) if checkpointer is not None else None
+        state = state or TrainingState()
+        losses = state.losses
+        epoch_losses: list[float] = [float(v) for v in state.extra.get("epoch_losses", [])]
         model.train()
-        for epoch in range(cfg.epochs):
-            epoch_start = len(losses)
-            for index in minibatches(n, batch_size, generator):
+        for epoch in range(state.epoch, cfg.epochs):
+            resuming = epoch == state.epoch and state.order is not None
+            if state.done or (not resuming and len(losses) >= total_steps):
+                break
+            order = state.order if resuming else torch.randperm(n, generator=generator)
+            first_batch = state.batch if resuming else 0
+            epoch_start = len(losses) - first_batch
+            for batch, index in enumerate(batches_from(order, batch_size, first_batch), start=first_batch + 1):
+                if len(losses) >= total_steps:
+                    break
                 clean = F.pad(data[index], padding).to(device)
                 noise = torch.randn(clean.shape, generator=generator).to(device)
                 timesteps = torch.randint(0, cfg.num_train_timesteps, (len(index),), generator=generator)
                 timesteps = timesteps.to(device)
                 noisy = scheduler.add_noise(clean, noise, timesteps)
                 loss = F.mse_loss(model(noisy, timesteps).sample, noise)
+                check_finite_loss(loss.item(), len(losses) + 1, "diffusion", cfg.learning_rate)
 
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -232,12 +253,23 @@ def train_diffusion(
                 losses.append(loss.item())
                 if progress is not None:
                     progress(len(losses), total_steps, {"epoch": epoch + 1, "loss": losses[-1]})
+                if checkpointer is not None and checkpointer.due(len(losses)):
+                    checkpointer.save(
+                        TrainingState(step=len(losses), epoch=epoch, batch=batch, order=order, losses=losses,
+                                      extra={"epoch_losses": epoch_losses}),
+                        model, optimizer, generator,
+                    )
                 if len(losses) >= total_steps:
                     break
             epoch_losses.append(float(np.mean(losses[epoch_start:])))
-            if len(losses) >= total_steps:
-                break
         model.eval()
+        check_finite_weights(model, len(losses), "diffusion", cfg.learning_rate)
+        if checkpointer is not None and not state.done:
+            checkpointer.save(
+                TrainingState(step=len(losses), epoch=cfg.epochs, losses=losses, done=True,
+                              extra={"epoch_losses": epoch_losses}),
+                model, optimizer, generator,
+            )
 
     return DiffusionResult(
         model=model,
@@ -380,6 +412,7 @@ def save_diffusion(
         raise ConfigError(f"save_diffusion extra= must be JSON-serialisable: {exc}") from exc
 
     directory = Path(directory)
+    refuse_non_finite_state(model.state_dict(), directory)
     with atomic_directory(directory) as tmp:
         model.save_pretrained(tmp / "unet", safe_serialization=True)
         scheduler.save_pretrained(tmp / "scheduler")

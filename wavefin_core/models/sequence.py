@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.models.checkpoint import Checkpointing
 from wavefin_core.models.classifier import (
     N_CLASSES,
     _check_labels,
@@ -197,6 +198,7 @@ def train_sequence_classifier(
     cfg: SequenceConfig,
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> SequenceResult:
     """Train a `ReturnLSTM` on return windows (N, T) and binary direction labels, like `train_classifier`.
 
@@ -204,7 +206,8 @@ def train_sequence_classifier(
     cross-entropy weighted by inverse training-label frequency (`balance_classes`), optimised with AdamW;
     validation loss (same weights) drives early stopping and the returned model holds the best validation
     epoch's weights. Deterministic for a given `cfg.seed` on CPU. `progress(epoch, cfg.epochs, row)` is called
-    after every epoch with that epoch's history row.
+    after every epoch with that epoch's history row. `checkpointing` saves and resumes the training state (see
+    `fit_direction_model`).
     """
     cfg.validate()
     data_train = _prepare(x_train, cfg, "x_train")
@@ -213,7 +216,8 @@ def train_sequence_classifier(
     y_val = _check_labels(y_val, len(data_val), "y_val")
     model, history, best_epoch, weights = fit_direction_model(
         lambda: _build(cfg), data_train, y_train, data_val, y_val, cfg, resolve_device(device), progress,
-        eval_batch_size=512,
+        eval_batch_size=512, checkpointing=checkpointing,
+        kind="lstm" if cfg.denoise_level is None else "haar-lstm",
     )
     return SequenceResult(
         model=model, history=history, best_epoch=best_epoch, config=cfg,

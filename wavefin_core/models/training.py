@@ -8,6 +8,7 @@ points the house rules care about: explicit seeds (same config, same numbers on 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from wavefin_core.device import pick_device
-from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.errors import ConfigError, DataError, NonFiniteError, TrainingDivergedError
 from wavefin_core.io import atomic_directory
 
 ProgressFn = Callable[[int, int, dict], None]
@@ -70,14 +71,66 @@ def check_scalograms(x: np.ndarray, name: str = "x") -> np.ndarray:
     return x
 
 
-def minibatches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
-    """Yield index tensors covering range(n) in batches; shuffled with `generator` when one is given.
+def batches_from(order: torch.Tensor, batch_size: int, first_batch: int = 0) -> Iterator[torch.Tensor]:
+    """The minibatches of one epoch's data `order`, starting at batch `first_batch` (to resume mid-epoch).
 
-    The last batch may be smaller: with the small datasets of the quick profile, dropping it would waste data.
+    Trainers draw `order` themselves (`torch.randperm(n, generator=...)`) so a checkpoint can store it: a run
+    resumed mid-epoch then visits exactly the samples the interrupted one had left, in the same order.
     """
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
+    for start in range(first_batch * batch_size, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def check_finite_loss(loss: float, step: int, what: str, learning_rate: float, loss_name: str = "loss") -> None:
+    """Raise TrainingDivergedError when training step `step` of `what` produced a NaN or infinite loss.
+
+    Called before the optimizer applies the step, so nothing non-finite reaches the weights or a checkpoint.
+    """
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"{what} training diverged at step {step}: the {loss_name} is {loss}. Nothing was saved and the last good "
+            f"model stays in place. Lower learning_rate (it is {learning_rate:g}; values around 1e-4 to 1e-3 "
+            "are usual) and train again."
+        )
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """True unless a floating-point `tensor` holds NaN or inf.
+
+    CPU tensors are checked through numpy: one `torch.isfinite` call per tensor wakes torch's intra-op thread
+    pool every time, which on a busy 2-core machine took 220 ms for the quick UNet's 144 tensors (numpy: 1 ms).
+    """
+    if not tensor.is_floating_point():
+        return True
+    if tensor.device.type == "cpu" and tensor.dtype in (torch.float16, torch.float32, torch.float64):
+        return bool(np.isfinite(tensor.detach().numpy()).all())
+    return bool(torch.isfinite(tensor).all())
+
+
+def check_finite_weights(model: nn.Module, step: int, what: str, learning_rate: float) -> None:
+    """Raise TrainingDivergedError when any weight or buffer of `model` is NaN or infinite after step `step`."""
+    for name, tensor in model.state_dict().items():
+        if not all_finite(tensor):
+            raise TrainingDivergedError(
+                f"{what} training diverged by step {step}: weight {name!r} holds NaN or inf values. Nothing "
+                f"was saved and the last good model stays in place. Lower learning_rate (it is "
+                f"{learning_rate:g}; values around 1e-4 to 1e-3 are usual) and train again."
+            )
+
+
+def check_finite_output(
+    values: np.ndarray,
+    what: str,
+    fix: str = "the model's weights are unusable: retrain it (with a lower learning_rate if its training diverged)",
+) -> np.ndarray:
+    """Return `values`, or raise NonFiniteError when a model output (predictions, probabilities) is NaN/inf."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0]) if values.ndim else 0
+        raise NonFiniteError(
+            f"{what}: {int(bad.sum())} of {values.size} values are NaN or inf (first at row {first}); {fix}."
+        )
+    return values
 
 
 class EarlyStopping:
@@ -111,6 +164,24 @@ class EarlyStopping:
         if self.best_state is not None:
             model.load_state_dict(self.best_state)  # copies into the existing parameters
 
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON part, tensors) of this tracker, for a training checkpoint."""
+        meta = {
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "epochs_without_improvement": self._epochs_without_improvement,
+        }
+        tensors = {f"best.{name}": tensor for name, tensor in (self.best_state or {}).items()}
+        return meta, tensors
+
+    def load_checkpoint_state(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Inverse of `checkpoint_state`."""
+        self.best_loss = float(meta["best_loss"])
+        self.best_epoch = int(meta["best_epoch"])
+        self._epochs_without_improvement = int(meta["epochs_without_improvement"])
+        best = {name[len("best.") :]: tensor for name, tensor in tensors.items() if name.startswith("best.")}
+        self.best_state = best or None
+
 
 def save_weights(model: nn.Module, meta: dict[str, Any], directory: str | Path, caller: str) -> Path:
     """Write `model.safetensors` + `config.json` (`meta`) under `directory`, atomically; no pickle.
@@ -122,6 +193,7 @@ def save_weights(model: nn.Module, meta: dict[str, Any], directory: str | Path, 
     except TypeError as exc:
         raise ConfigError(f"{caller} extra= must be JSON-serialisable: {exc}") from exc
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    refuse_non_finite_state(state, directory)
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": meta["format"]})
@@ -145,3 +217,13 @@ def load_weights(
             f"this wavefin reads {format_name!r} up to version {format_version}."
         )
     return meta, load_file(str(weights_path))
+
+
+def refuse_non_finite_state(state: dict[str, torch.Tensor], directory: str | Path) -> None:
+    """Raise NonFiniteError before a model with NaN/inf weights is written to `directory` (nothing is written)."""
+    for name, tensor in state.items():
+        if not all_finite(tensor):
+            raise NonFiniteError(
+                f"refusing to save a model with NaN or inf weights ({name!r}) to {directory}; any model already "
+                "there stays in place. Retrain with a lower learning_rate."
+            )
