@@ -6,35 +6,38 @@ STAMP  := $(VENV)/.installed
 # Everything the pipeline writes goes under WAVEFIN_STORAGE (default ./storage): Dagster's instance included.
 export WAVEFIN_STORAGE ?= $(CURDIR)/storage
 export DAGSTER_HOME ?= $(abspath $(WAVEFIN_STORAGE))/dagster_home
-# Keep the CPU build of torch: pip takes it from the pinned version; never let a resolver upgrade it.
 PIP_FLAGS ?= --disable-pip-version-check
+# Install exactly the tested versions (constraints.txt: the working venv's `pip freeze`). torch stays 2.13.0,
+# for which pip takes the CPU build; never let a resolver upgrade it.
+CONSTRAINTS := constraints.txt
 
-.PHONY: install run test ui mlflow bench lint clean
+.PHONY: install run test ui mlflow recover bench lint clean
 
-# The Dagster instance: the `gpu` pool runs one GPU step at a time (DESIGN: limit 1 per instance).
-$(DAGSTER_HOME)/dagster.yaml:
-	@mkdir -p $(DAGSTER_HOME)
-	@printf 'concurrency:\n  pools:\n    default_limit: 1\ntelemetry:\n  enabled: false\n' > $@
-
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install $(PIP_FLAGS) -q --upgrade pip
-	$(PY) -m pip install $(PIP_FLAGS) -e ".[dev]"
+	$(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -q --upgrade pip
+	$(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 ## Materialize every partition of the data assets, then the models and reports (quick profile by default).
-run: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+## It writes $(DAGSTER_HOME)/dagster.yaml, limits the `gpu` pool to 1 and first cleans up after any crash.
+run: $(STAMP)
 	$(PY) -m wavefin_assets.run_all
 
 ## The whole test suite (CPU only, a few minutes).
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Dagster UI on http://127.0.0.1:3000
-ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+## Dagster UI on http://127.0.0.1:3000 (after the same start-up clean-up as `make run`).
+ui: $(STAMP) recover
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+
+## After a crash: fail runs whose process is gone, free their `gpu` slots, mark their MLflow runs KILLED,
+## remove the temporary files of killed writes (`make run` and `make ui` do this on start).
+recover: $(STAMP)
+	$(PY) -m wavefin_assets.recovery
 
 ## MLflow UI on http://127.0.0.1:5000
 mlflow: $(STAMP)

@@ -6,7 +6,7 @@ import dagster as dg
 
 from wavefin_assets.assets import data, forecasting, generation
 from wavefin_assets.io_manager import default_io_manager
-from wavefin_assets.jobs import ingest_job, retrain_job, weekly_retrain
+from wavefin_assets.jobs import free_crashed_runs, ingest_job, retrain_job, weekly_retrain
 from wavefin_assets.resources import DeviceResource, StorageResource, default_mlflow, storage_root
 
 ALL_ASSETS = [
@@ -34,9 +34,15 @@ def build_resources() -> dict[str, object]:
     }
 
 
-defs = dg.Definitions(
-    assets=ALL_ASSETS,
-    jobs=[ingest_job, retrain_job],
-    schedules=[weekly_retrain],
-    resources=build_resources(),
-)
+def build_defs() -> dg.Definitions:
+    """The code location, with resources read from the environment now (run_all and tests build their own)."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[ingest_job, retrain_job],
+        schedules=[weekly_retrain],
+        sensors=[free_crashed_runs],
+        resources=build_resources(),
+    )
+
+
+defs = build_defs()

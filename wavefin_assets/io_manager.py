@@ -3,7 +3,8 @@
 Dagster's default IO manager pickles every output. wavefin's outputs are tables (OHLCV frames, segments,
 scalogram tensors) and small JSON-able manifests (where a model was saved, its metrics), so each is stored in
 the format a user can open with any tool: a `pd.DataFrame` or `pyarrow.Table` as Parquet, a `dict` as JSON.
-Writes go to a temporary file that is renamed into place, so a failed run never leaves a half-written file.
+Writes go to a temporary file that is renamed into place, so a failed run never leaves a half-written file; the
+temporary files of a killed run are removed when the next run starts.
 
 Layout: `<base_dir>/<asset key path>/<partition>.parquet|json` (`__all__` for unpartitioned assets).
 Downstream assets that read every partition of an upstream asset get a `{partition: value}` dict holding the
@@ -23,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wavefin_core.io import atomic_path
+from wavefin_core.io import atomic_path, remove_orphans
 
 UNPARTITIONED = "__all__"
 SUFFIXES = (".parquet", ".json")
@@ -38,6 +39,12 @@ class WavefinIOManager(dg.ConfigurableIOManager):
     """Parquet/JSON storage under `base_dir` (default `storage/io`)."""
 
     base_dir: str = "storage/io"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Remove the temporary files of writes that were killed (their writer is gone) before writing anew."""
+        for path in remove_orphans(self.base_dir):
+            if context.log is not None:
+                context.log.info(f"Cleaned up after an interrupted write: {path}")
 
     def _stem(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
         return Path(self.base_dir).joinpath(*asset_key.path) / (partition or UNPARTITIONED)

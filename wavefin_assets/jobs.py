@@ -1,4 +1,4 @@
-"""Jobs and schedules: per-series ingestion, and the weekly re-training of models and reports."""
+"""Jobs, schedules and sensors: per-series ingestion, the weekly re-training, and the crash clean-up sensor."""
 
 from __future__ import annotations
 
@@ -29,3 +29,20 @@ weekly_retrain = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Weekly re-training (stopped by default; turn it on in the UI).",
 )
+
+
+@dg.sensor(
+    name="free_crashed_runs",
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 30 s while the UI runs: fails runs whose process is gone (killed, crashed) and frees their "
+    "pool slots, and tells steps waiting for a `gpu` slot (at INFO, in their run log) which run holds it.",
+)
+def free_crashed_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    from wavefin_assets.recovery import announce_blocked_steps, recover_crashed_runs
+
+    recovered = recover_crashed_runs(context.instance, log=context.log.info)
+    told = announce_blocked_steps(context.instance)
+    return dg.SkipReason(
+        f"failed {len(recovered)} run(s) whose process was gone; {len(told)} run(s) waiting for a gpu slot"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,11 @@ from typing import Any
 import dagster as dg
 from pydantic import PrivateAttr
 
-from wavefin_core.device import pick_device
+from wavefin_core.io import process_alive, remove_orphans
+
+# MLflow tags naming the process that owns a run (how a later start recognises the runs of a killed process).
+PID_TAG = "wavefin.pid"
+HOST_TAG = "wavefin.host"
 
 
 def storage_root() -> Path:
@@ -29,6 +34,13 @@ class StorageResource(dg.ConfigurableResource):
     """Where models and reports are written (Dagster IO values go through the IO manager)."""
 
     root: str = "storage"
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Clean up what killed writes left under models/ and reports/ before this run writes there."""
+        for sub in ("models", "reports"):
+            for path in remove_orphans(Path(self.root).resolve() / sub):
+                if context.log is not None:
+                    context.log.info(f"Cleaned up after an interrupted write: {path}")
 
     def path(self, *parts: str) -> Path:
         target = Path(self.root).resolve().joinpath(*parts)
@@ -42,6 +54,8 @@ class DeviceResource(dg.ConfigurableResource):
     preference: str = "auto"
 
     def torch_device(self):
+        from wavefin_core.device import pick_device  # torch: imported when a step needs it, not on load
+
         return pick_device(self.preference)
 
     def describe(self) -> str:
@@ -169,9 +183,15 @@ class MLflowResource(dg.ConfigurableResource):
 
     @contextmanager
     def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator[MLflowRun]:
-        """Open a run; it is marked FINISHED on success and FAILED if the block raises."""
+        """Open a run; it is marked FINISHED on success and FAILED if the block raises.
+
+        The run is tagged with this process's pid and host, so a later start can tell that a run still RUNNING
+        belongs to a process that was killed (`kill -9`, OOM, power loss) and mark it KILLED.
+        """
         client = self.client()
-        run = client.create_run(self.experiment_id(), run_name=run_name, tags=tags or {})
+        self.mark_orphaned_runs_killed()
+        owner = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+        run = client.create_run(self.experiment_id(), run_name=run_name, tags={**(tags or {}), **owner})
         tracked = MLflowRun(client, run.info.run_id)
         try:
             yield tracked
@@ -179,6 +199,31 @@ class MLflowResource(dg.ConfigurableResource):
             client.set_terminated(run.info.run_id, status="FAILED")
             raise
         client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def mark_orphaned_runs_killed(self) -> list[str]:
+        """Mark KILLED every RUNNING run of this experiment whose process (on this host) is gone; return their ids.
+
+        Runs of live processes, of other hosts, and runs without the pid/host tags (older wavefin versions,
+        other tools) are never touched.
+        """
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return []
+        running = client.search_runs(
+            [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+        killed = []
+        for run in running:
+            pid, host = run.data.tags.get(PID_TAG, ""), run.data.tags.get(HOST_TAG)
+            if not pid.isdigit() or host != socket.gethostname():
+                continue
+            if process_alive(int(pid), started_by=run.info.start_time / 1000):
+                continue
+            client.set_tag(run.info.run_id, "wavefin.killed", f"process {pid} on {host} was gone at the next start")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            killed.append(run.info.run_id)
+        return killed
 
 
 def default_mlflow() -> MLflowResource:

@@ -3,61 +3,138 @@
 Runs go through the persistent Dagster instance (`$DAGSTER_HOME`, default storage/dagster_home), so everything
 materialized here shows up in `make ui` afterwards. A series that fails (say, a broken CSV in data/prices/) is
 reported and skipped; the models train on the series that succeeded, and the exit code is non-zero.
+
+A start first cleans up after any earlier crash (see `wavefin_assets.recovery`): runs whose process is gone are
+failed and their `gpu` pool slot freed, MLflow runs they left RUNNING are marked KILLED, and temporary files of
+killed writes are removed. While the model job waits for a `gpu` slot held by another run, it says which run
+holds it and how to free it. Ctrl-C (or SIGTERM) stops it: the current run is marked failed (or canceled, if
+it was waiting), never left STARTED with a slot taken.
+
+Options (for trying things on a small scale): `--series mjd,sp500` limits the partitions, `--models-only` skips
+the data assets, `--assets diffusion_model` materializes only those model assets, and `--config FILE` adds
+Dagster run config (YAML, `ops:` of either job) on top of the profile.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import select
+import signal
 import sys
+import threading
 import time
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from wavefin_assets.recovery import (
+    GPU_POOL,
+    blocked_message,
+    pool_is_full,
+    prepare_instance,
+    process_tags,
+    recover_crashed_runs,
+    slot_holders,
+    write_instance_config,
+)
+from wavefin_core.errors import ConfigError
 
-def main() -> int:
-    from wavefin_assets.resources import storage_root
+BLOCKED_MESSAGE_EVERY_S = 30.0
+# After Ctrl-C, a running step gets this long to stop at its next Python instruction (it raises
+# DagsterExecutionInterruptedError there) before the run is marked canceled and the process exits anyway.
+STOP_GRACE_S = 10.0
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    from wavefin_assets.resources import default_mlflow, storage_root
 
     os.environ.setdefault("DAGSTER_HOME", str(storage_root() / "dagster_home"))
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    from wavefin_assets.definitions import defs
+    write_instance_config(os.environ["DAGSTER_HOME"])
+    from wavefin_assets.definitions import build_defs
     from wavefin_assets.partitions import series_partition_keys
     from wavefin_assets.profiles import PROFILE
 
-    instance = dg.DagsterInstance.get()
+    # Ctrl-C stops, even when started from a shell that ignores SIGINT in background jobs; SIGTERM (`kill`,
+    # `timeout`, a CI runner) stops the run the same way instead of killing it mid-write.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        user_config = _load_config(args.config)
+    except ConfigError as exc:
+        print(f"ConfigError: {exc}", file=sys.stderr)
+        return 2
+    keys = series_partition_keys()
+    if args.series:
+        unknown = sorted(set(args.series) - set(keys))
+        if unknown:
+            print(f"--series names {unknown}, which are not series partitions; choose from {keys}.", file=sys.stderr)
+            return 2
+        keys = [key for key in keys if key in args.series]
+
+    defs = build_defs()  # resources from the environment as it is now
     started = time.perf_counter()
     print(f"wavefin: profile {PROFILE.name!r}, storage {storage_root()}", flush=True)
+    with dg.DagsterInstance.get() as instance:
+        try:
+            prepare_instance(instance, storage_root(), log=_say)
+            for run_id in default_mlflow().mark_orphaned_runs_killed():
+                _say(f"Marked MLflow run {run_id} KILLED: the process that ran it is gone.")
+            return _run(defs, instance, keys, user_config, started, args.models_only, args.assets)
+        except KeyboardInterrupt:
+            print("\nInterrupted: stopped; the interrupted run is marked failed (or canceled), its pool slots are free. "
+                  "Rerun `make run` to go on.", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+
+
+def _run(
+    defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], user_config: dict, started: float,
+    models_only: bool = False, assets: list[str] | None = None,
+) -> int:
+    from wavefin_assets.resources import storage_root
 
     # Dagster's console logger defaults to DEBUG (every event); INFO keeps the asset's own progress lines.
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("WAVEFIN_LOG_LEVEL", "INFO")}}}}
     failed: list[str] = []
     ingest = defs.resolve_job_def("ingest")
-    for key in series_partition_keys():
+    for key in [] if models_only else keys:
         t0 = time.perf_counter()
         print(f"[data] {key}: raw_prices → clean_prices → segments → scalograms …", flush=True)
-        result = ingest.execute_in_process(
-            run_config=quiet, partition_key=key, instance=instance, raise_on_error=False
-        )
+        config = _merge(quiet, _ops_for(ingest, user_config))
+        result = execute_guarded(ingest, instance, config, partition_key=key)
         if result.success:
             print(f"[data] {key}: done in {time.perf_counter() - t0:.1f}s", flush=True)
         else:
             failed.append(key)
             print(f"[data] {key}: FAILED — {_first_error(result)}", flush=True)
-    if len(failed) == len(series_partition_keys()):
+    if len(failed) == len(keys):
         print("No series could be processed; nothing to train on.", file=sys.stderr)
         return 1
 
     t0 = time.perf_counter()
-    print("[models] diffusion_model, synthetic_series, forecasters and reports …", flush=True)
+    retrain = defs.resolve_job_def("retrain")
+    selected = assets or [node.name for node in retrain.nodes]
+    unknown = sorted(set(selected) - {node.name for node in retrain.nodes})
+    if unknown:
+        print(f"--assets names {unknown}, which the model job does not have; choose from "
+              f"{sorted(node.name for node in retrain.nodes)}.", file=sys.stderr)
+        return 2
+    print(f"[models] {', '.join(selected)} …", flush=True)
     # Train on the series that made it this time, never on a failed series' files from an earlier run.
-    succeeded = [key for key in series_partition_keys() if key not in failed]
-    models_config = {
-        **quiet,
-        "ops": {name: {"config": {"series": succeeded}} for name in ("diffusion_model", "forecasters")},
-    }
-    result = defs.resolve_job_def("retrain").execute_in_process(
-        run_config=models_config, instance=instance, raise_on_error=False
+    succeeded = [key for key in keys if key not in failed]
+    models_config = _merge(
+        _merge(quiet, _ops_for(retrain, user_config, selected)),
+        {"ops": {name: {"config": {"series": succeeded}}
+                 for name in ("diffusion_model", "forecasters") if name in selected}},
     )
+    wait_for_pool(instance, "the model job")
+    result = execute_guarded(retrain, instance, models_config,
+                             asset_selection=[dg.AssetKey(name) for name in selected] if assets else None)
     if not result.success:
         print(f"[models] FAILED — {_first_error(result)}", file=sys.stderr)
         return 1
@@ -72,6 +149,200 @@ def main() -> int:
         print(f"Series that failed and were skipped: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def wait_for_pool(instance: dg.DagsterInstance, what: str, pool: str = GPU_POOL, poll_s: float = 2.0) -> None:
+    """Sleep (interruptibly, at no CPU cost) until `pool` has a free slot, saying who holds it meanwhile.
+
+    Dagster's in-process executor would otherwise wait inside its own loop, which polls without sleeping and
+    does not react to Ctrl-C. A holder whose process dies while we wait is recovered here too.
+    """
+    last_said = 0.0
+    while pool_is_full(instance, pool):
+        recover_crashed_runs(instance, log=_say)
+        if not pool_is_full(instance, pool):
+            break
+        if time.monotonic() - last_said >= BLOCKED_MESSAGE_EVERY_S:
+            _say(blocked_message(what, pool, slot_holders(instance, pool)))
+            last_said = time.monotonic()
+        time.sleep(poll_s)
+
+
+def execute_guarded(
+    job: dg.JobDefinition, instance: dg.DagsterInstance, run_config: dict, partition_key: str | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """`execute_in_process`, tagged with this process, watched for pool waits and stoppable with Ctrl-C.
+
+    Raises KeyboardInterrupt after a run that was interrupted (Dagster itself records it and returns).
+    """
+    run_id = str(uuid.uuid4())
+    with RunGuard(instance, run_id) as guard:
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, partition_key=partition_key, raise_on_error=False,
+            run_id=run_id, tags=process_tags(), asset_selection=asset_selection,
+        )
+    if guard.interrupted:
+        raise KeyboardInterrupt
+    return result
+
+
+class RunGuard:
+    """Watches one in-process run from a helper thread.
+
+    - Signals: Dagster swallows SIGINT/SIGTERM while it is between steps or waiting for a pool slot (it only
+      acts on them inside a step). A wakeup fd sees every signal anyway; the guard then marks the run
+      canceling, and if the run is waiting for a slot, or its step has not stopped after `STOP_GRACE_S`, or a
+      second Ctrl-C comes, it marks the run canceled, frees its slots and exits the process (status 130).
+    - Pool waits: while a step of this run waits for a `gpu` slot, it says at INFO (on the console and in the
+      run's Dagster log) which run holds the slot and how to free it, and recovers holders whose process died.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance, run_id: str, pool: str = GPU_POOL):
+        self.instance = instance
+        self.run_id = run_id
+        self.pool = pool
+        self.interrupted = False
+        self._signals = 0
+        self._stop_deadline: float | None = None
+        self._done = threading.Event()
+        self._pipe: tuple[int, int] | None = None
+        self._previous_fd = -1
+        self._thread = threading.Thread(target=self._watch, name=f"run-guard-{run_id[:8]}", daemon=True)
+
+    def __enter__(self) -> RunGuard:
+        if threading.current_thread() is threading.main_thread():
+            read_fd, write_fd = os.pipe()
+            os.set_blocking(write_fd, False)
+            self._previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+            self._pipe = (read_fd, write_fd)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+        if self._pipe is not None:
+            signal.set_wakeup_fd(self._previous_fd)
+            for fd in self._pipe:
+                os.close(fd)
+
+    def _watch(self) -> None:
+        # Its own instance: DagsterInstance objects are not meant to be shared across threads.
+        with dg.DagsterInstance.from_ref(self.instance.get_ref()) as instance:
+            last_said, next_check = 0.0, 0.0
+            while not self._done.is_set():
+                if self._received_stop_signal():
+                    self._on_signal(instance)
+                now = time.monotonic()
+                if self._stop_deadline is not None and now >= self._stop_deadline:
+                    self._abort(instance, f"its step did not stop within {STOP_GRACE_S:.0f}s")
+                if now < next_check:
+                    continue
+                next_check = now + 2.0
+                try:
+                    waiting = self._waiting_steps(instance)
+                    if waiting and self._signals:
+                        self._abort(instance, "it was waiting for a pool slot")
+                    if waiting:
+                        recover_crashed_runs(instance, log=_say)
+                        if now - last_said >= BLOCKED_MESSAGE_EVERY_S:
+                            last_said = now
+                            self._say_blocked(instance, waiting)
+                except Exception as exc:  # a busy database must not end the watch (and with it Ctrl-C)
+                    _say(f"could not check the pool ({type(exc).__name__}: {exc}); retrying")
+
+    def _received_stop_signal(self) -> bool:
+        if self._pipe is None:
+            self._done.wait(1.0)
+            return False
+        ready, _, _ = select.select([self._pipe[0]], [], [], 1.0)
+        if not ready:
+            return False
+        received = os.read(self._pipe[0], 64)
+        return any(sig in received for sig in (signal.SIGINT, signal.SIGTERM))
+
+    def _on_signal(self, instance: dg.DagsterInstance) -> None:
+        # A step in progress stops by itself (Dagster raises in it and records the run as failed); the guard only
+        # steps in when nothing would act on the signal.
+        self._signals += 1
+        self.interrupted = True
+        if self._signals > 1:
+            self._abort(instance, "a second interrupt came")
+        self._stop_deadline = time.monotonic() + STOP_GRACE_S
+        _say(f"Stopping run {self.run_id} (Ctrl-C again to stop at once) …")
+
+    def _abort(self, instance: dg.DagsterInstance, why: str) -> None:
+        run = instance.get_run_by_id(self.run_id)
+        if run is not None and not run.is_finished:
+            instance.report_run_canceled(run, message=f"Interrupted (Ctrl-C / SIGTERM), and {why}: canceled.")
+        storage = instance.event_log_storage
+        if storage.supports_global_concurrency_limits:
+            storage.free_concurrency_slots_for_run(self.run_id)
+        print(f"\nInterrupted: run {self.run_id} canceled ({why}); its pool slots are free.", file=sys.stderr,
+              flush=True)
+        os._exit(EXIT_INTERRUPTED)
+
+    def _waiting_steps(self, instance: dg.DagsterInstance) -> list[str]:
+        storage = instance.event_log_storage
+        if not storage.supports_global_concurrency_limits:
+            return []
+        info = storage.get_concurrency_info(self.pool)
+        claimed = {slot.step_key for slot in info.claimed_slots if slot.run_id == self.run_id}
+        return [p.step_key for p in info.pending_steps if p.run_id == self.run_id and p.step_key not in claimed]
+
+    def _say_blocked(self, instance: dg.DagsterInstance, waiting: list[str]) -> None:
+        message = blocked_message(", ".join(waiting), self.pool, slot_holders(instance, self.pool, self.run_id))
+        _say(message)
+        run = instance.get_run_by_id(self.run_id)
+        if run is not None:
+            instance.report_engine_event(message, run)  # INFO in the run's log in the UI
+
+
+def _say(message: str) -> None:
+    print(f"wavefin: {message}", flush=True)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m wavefin_assets.run_all", description=__doc__.split("\n")[0])
+    parser.add_argument("--series", type=lambda s: [x for x in s.split(",") if x],
+                        help="comma-separated series partitions to process (default: all)")
+    parser.add_argument("--models-only", action="store_true",
+                        help="skip the data assets; train on the series already materialized")
+    parser.add_argument("--assets", type=lambda s: [x for x in s.split(",") if x],
+                        help="comma-separated model assets to materialize (default: all of the model job)")
+    parser.add_argument("--config", type=Path, help="YAML file of Dagster run config (`ops:` of either job)")
+    return parser.parse_args(argv)
+
+
+def _load_config(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--config {path}: cannot read it as YAML ({exc}); pass a YAML file with `ops:`.") from exc
+    if not isinstance(config, dict) or set(config) - {"ops"}:
+        raise ConfigError(f"--config {path}: expected a mapping with only an `ops:` key, got {config!r}.")
+    return config
+
+
+def _ops_for(job: dg.JobDefinition, config: Mapping[str, Any], selected: list[str] | None = None) -> dict:
+    """The part of `config` for the ops of `job` that run (Dagster refuses config for ops that do not)."""
+    nodes = set(selected) if selected is not None else {node.name for node in job.nodes}
+    return {"ops": {name: value for name, value in config.get("ops", {}).items() if name in nodes}}
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _first_error(result: dg.ExecuteInProcessResult) -> str:

@@ -28,6 +28,8 @@ def test_definitions_validate_and_resolve_everything():
     schedule = defs.resolve_schedule_def("weekly_retrain")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     assert defs.resolve_job_def("ingest").partitions_def is not None
+    # Fails crashed runs and frees their pool slots while the UI runs (tested in test_recovery.py).
+    assert defs.resolve_sensor_def("free_crashed_runs").default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_series_partitions_include_builtins_and_user_csvs():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -9,6 +13,7 @@ import pyarrow as pa
 import pytest
 
 from wavefin_assets.io_manager import WavefinIOManager
+from wavefin_core.io import host_tag
 
 
 def _roundtrip(manager: WavefinIOManager, value, partition: str | None = None):
@@ -58,3 +63,23 @@ def test_dots_in_partition_keys_do_not_collide(tmp_path):
         out = dg.build_output_context(asset_key=key, partition_key=name, asset_partitions_def=partitions)
         manager.handle_output(out, pd.DataFrame({"x": [value]}))
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["csv-EUR.GBP.parquet", "csv-EUR.USD.parquet"]
+
+
+def test_io_manager_start_removes_orphaned_temp_files(tmp_path):
+    folder = tmp_path / "raw_prices"
+    folder.mkdir()
+    torn = folder / f".mjd.parquet.tmp-{_dead_pid()}-{host_tag()}-0badf00d"
+    torn.write_bytes(b"PAR1 torn")  # the 20 MB corrupt Parquet of issue 6, in small
+    in_progress = folder / f".sp500.parquet.tmp-{os.getpid()}-{host_tag()}-0badf00d"
+    in_progress.write_bytes(b"PAR1 still writing")
+    with dg.build_resources({"io_manager": WavefinIOManager(base_dir=str(tmp_path))}):
+        pass
+    assert not torn.exists()
+    assert in_progress.exists()
+    assert sorted(p.name for p in folder.iterdir()) == [in_progress.name]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
