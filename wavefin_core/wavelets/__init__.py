@@ -1,8 +1,9 @@
 """Wavelet transforms for wavefin.
 
 - :func:`cwt`: batched FFT continuous wavelet transform, numerically equal to ``pywt.cwt`` (numpy or torch,
-  CPU or CUDA), with the per-scale filters cached.
-- :func:`icwt`: its exact least-squares inverse for real series (reconstructs a window to float precision,
+  CPU or CUDA), with the per-scale filters cached; ``method="analytic"`` gives the faster band-limited,
+  analytic complex Morlet (fCWT / ssqueezepy construction, circular boundary; see :mod:`.analytic`).
+- :func:`icwt`: its exact least-squares inverse (either method) for real series (reconstructs a window to float precision,
   projects any other scalogram onto the nearest real series); :func:`covering_scales` gives scale grids
   for which that inverse is well-conditioned, :func:`condition_number` measures it.
 - :func:`haar_denoise`: Haar DWT denoising, causal by default (no look-ahead).

@@ -9,6 +9,11 @@ cached) and applied as a single batched matmul.
 
 Why not the textbook single-integral ICWT: it is only approximate for sampled, truncated scales and cannot
 project an arbitrary image onto the range of the transform.
+
+``method="analytic"`` (the band-limited, circular transform of :mod:`.analytic`): the same construction on
+that transform's impulse responses. It has no DC response, so the window's mean is its one null direction:
+the pseudo-inverse is taken on the zero-mean series (the constant eigenvector of ``G`` is dropped) and
+``icwt(..., mean=...)`` adds a known mean back.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from wavefin_core.errors import ConfigError
-from wavefin_core.wavelets.cwt import checked_scales, cwt, is_tensor
+from wavefin_core.wavelets.cwt import checked_method, checked_scales, cwt, is_tensor
 from wavefin_core.wavelets.filters import continuous_wavelet, wavelet_name
 
 try:
@@ -61,7 +66,7 @@ class InverseOperator:
 
 
 @lru_cache(maxsize=8)
-def _operator(name: str, scales: tuple, scales_dtype: str, window: int) -> InverseOperator:
+def _operator(name: str, scales: tuple, scales_dtype: str, window: int, method: str = "pywt") -> InverseOperator:
     scale_values = np.asarray(scales, dtype=scales_dtype)
     complex_coefs = bool(continuous_wavelet(name).complex_cwt)
     rows = (2 if complex_coefs else 1) * scale_values.size * window
@@ -71,10 +76,16 @@ def _operator(name: str, scales: tuple, scales_dtype: str, window: int) -> Inver
             "precomputed inverse; use shorter windows (<= 512 samples) or fewer scales (covering_scales(window, "
             "num=...))."
         )
-    impulses = cwt(np.eye(window), scale_values, name)  # (T, S, T): row k = CWT of the unit impulse e_k
+    impulses = cwt(np.eye(window), scale_values, name, method=method)  # (T, S, T): row k = CWT of e_k
     adjoint = (impulses.view(np.float64) if complex_coefs else impulses).reshape(window, rows)  # = W^T
     gram = np.dot(adjoint, adjoint.T)  # Re(W^H W); np.dot is several times faster than @ for this shape
     eigvals, eigvecs = np.linalg.eigh(gram)
+    if method == "analytic":  # drop the mean: the constant eigenvector, which the transform maps to ~0
+        constant = int(np.argmax(np.abs(eigvecs.sum(axis=0))))
+        keep = np.arange(window) != constant
+        eigvals, eigvecs = eigvals[keep], eigvecs[:, keep]
+        if eigvals.size == 0:
+            return InverseOperator(np.zeros((rows, window)), 1.0, complex_coefs, scale_values.size, window)
     smallest, largest = float(eigvals[0]), float(eigvals[-1])
     condition = math.sqrt(largest / smallest) if smallest > 0 else math.inf
     if condition > MAX_CONDITION:
@@ -85,14 +96,14 @@ def _operator(name: str, scales: tuple, scales_dtype: str, window: int) -> Inver
     return InverseOperator(pinv_t, condition, complex_coefs, scale_values.size, window)
 
 
-def inverse_operator(window: int, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1.5-1.0"
-                     ) -> InverseOperator:
+def inverse_operator(window: int, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1.5-1.0",
+                     method: str = "pywt") -> InverseOperator:
     """The cached least-squares inverse for ``window`` samples; ConfigError / warning when ill-conditioned."""
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
         raise ConfigError(f"window={window!r} must be a positive integer (samples per window).")
     scale_values = checked_scales(scales)
     name = wavelet_name(wavelet)
-    op = _operator(name, tuple(scale_values.tolist()), scale_values.dtype.str, int(window))
+    op = _operator(name, tuple(scale_values.tolist()), scale_values.dtype.str, int(window), checked_method(method))
     if op.condition > MAX_CONDITION:
         raise ConfigError(
             f"scales {scale_values.min():.3g}..{scale_values.max():.3g} ({scale_values.size} scales) do not cover "
@@ -110,11 +121,16 @@ def inverse_operator(window: int, scales: Sequence[float] | np.ndarray, wavelet:
     return op
 
 
-def condition_number(window: int, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1.5-1.0") -> float:
-    """Largest over smallest singular value of the CWT of real ``window``-sample series (1 = orthogonal)."""
+def condition_number(window: int, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1.5-1.0",
+                     method: str = "pywt") -> float:
+    """Largest over smallest singular value of the CWT of real ``window``-sample series (1 = orthogonal).
+
+    For ``method="analytic"`` over zero-mean series (the mean is outside that transform's range).
+    """
     scale_values = checked_scales(scales)
     name = wavelet_name(wavelet)
-    return _operator(name, tuple(scale_values.tolist()), scale_values.dtype.str, int(window)).condition
+    return _operator(name, tuple(scale_values.tolist()), scale_values.dtype.str, int(window),
+                     checked_method(method)).condition
 
 
 @lru_cache(maxsize=4)
@@ -128,7 +144,7 @@ def _pinv_torch(op: InverseOperator, device: str, dtype: str) -> Any:
 
 
 def icwt(coefs: Any, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1.5-1.0",
-         sampling_period: float = 1.0) -> Any:
+         sampling_period: float = 1.0, *, method: str = "pywt", mean: Any = None) -> Any:
     """Least-squares inverse of :func:`cwt`: the real series whose CWT is nearest to ``coefs`` in L2.
 
     Parameters
@@ -137,6 +153,9 @@ def icwt(coefs: Any, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1
         wavelets; a real array is read as having zero imaginary part).
     scales, wavelet : exactly those used in the forward transform.
     sampling_period : accepted for symmetry with :func:`cwt`; it does not change the transform.
+    method : the ``method`` the coefficients were computed with ('pywt' or 'analytic').
+    mean : ``method="analytic"`` only: the windows' means (a scalar, or an array / tensor of shape
+        ``coefs.shape[:-2]``), added to the zero-mean least-squares series; None returns zero-mean series.
 
     Returns
     -------
@@ -162,8 +181,22 @@ def icwt(coefs: Any, scales: Sequence[float] | np.ndarray, wavelet: str = "cmor1
             "in `scales`, time last (the layout cwt returns)."
         )
     window = int(coefs.shape[-1])
-    op = inverse_operator(window, scale_values, wavelet)
+    method = checked_method(method)
+    if mean is not None and method != "analytic":
+        raise ConfigError("mean= is for method='analytic' (whose transform ignores the mean); method='pywt' "
+                          "recovers the mean itself, so drop mean=.")
+    op = inverse_operator(window, scale_values, wavelet, method)
     lead = tuple(coefs.shape[:-2])
+    series = _apply(coefs, op, tensor, lead, window)
+    if mean is None:
+        return series
+    if tensor:
+        return series + torch.as_tensor(mean, dtype=series.dtype, device=series.device)[..., None]
+    return series + np.asarray(mean, dtype=series.dtype)[..., None]
+
+
+def _apply(coefs: Any, op: InverseOperator, tensor: bool, lead: tuple, window: int) -> Any:
+    """``flat @ pinv_t`` in the coefficients' precision, on their device for tensors."""
     if tensor:
         single = coefs.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.complex32, torch.complex64)
         real_name = "float32" if single else "float64"
