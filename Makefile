@@ -45,8 +45,13 @@ mlflow: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(abspath $(WAVEFIN_STORAGE))/mlflow/mlflow.db} \
 		--default-artifact-root $(abspath $(WAVEFIN_STORAGE))/mlflow/artifacts --host 127.0.0.1 --port 5000
 
+## Every benchmark; peers (fCWT, ssqueezepy, pyFFTW) come from the `bench` extra, and a peer that cannot be
+## installed or imported is skipped with its reason.
 bench: $(STAMP)
+	$(PY) -m pip install $(PIP_FLAGS) -q -e ".[bench]" || echo "bench extras missing: their rows are skipped"
 	$(PY) bench/bench_cwt.py
+	$(PY) bench/bench_ingest.py
+	$(PY) bench/bench_diffusion.py --threads 1
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wavefin_core wavefin_assets tests bench

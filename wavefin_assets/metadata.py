@@ -51,16 +51,31 @@ def scalar_metadata(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def report_md(markdown_path: str | Path) -> dg.MetadataValue:
-    """A markdown report with its relative `figures/*.png` links inlined, so the plots show in the Dagster UI."""
+def report_md(markdown_path: str | Path, max_inline_bytes: int | None = None) -> dg.MetadataValue:
+    """A markdown report with its relative `figures/*.png` links inlined, so the plots show in the Dagster UI.
+
+    ``max_inline_bytes`` caps the PNG bytes inlined (in order of appearance): a report with many figures would
+    otherwise make a multi-megabyte metadata entry that every load of the asset page fetches. Figures past the
+    cap keep their link and are named in a closing note (they are in the report folder and in MLflow).
+    """
     markdown_path = Path(markdown_path)
+    budget = [max_inline_bytes if max_inline_bytes is not None else float("inf")]
+    skipped: list[str] = []
 
     def inline(match: re.Match) -> str:
         image = markdown_path.parent / match.group(2)
         if not image.is_file():
             return match.group(0)
-        encoded = base64.b64encode(image.read_bytes()).decode()
+        data = image.read_bytes()
+        if len(data) > budget[0]:
+            skipped.append(match.group(2))
+            return f"_({match.group(1)}: `{match.group(2)}`, not inlined)_"
+        budget[0] -= len(data)
+        encoded = base64.b64encode(data).decode()
         return f"![{match.group(1)}](data:image/png;base64,{encoded})"
 
     text = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", inline, markdown_path.read_text())
+    if skipped:
+        text += (f"\n\n_{len(skipped)} figure(s) not inlined to keep this entry small; they are next to the report "
+                 f"({markdown_path.parent}) and in the MLflow run's artifacts._\n")
     return dg.MetadataValue.md(text)

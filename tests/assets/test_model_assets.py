@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from wavefin_core.models import load_diffusion
 
@@ -26,23 +27,62 @@ def test_diffusion_model_is_saved_as_safetensors_and_loss_decreases(pipeline):
     assert md["mlflow_run_id"].value == manifest["mlflow_run_id"]
 
 
-def test_synthetic_series_invert_to_finite_returns(pipeline):
+def test_synthetic_series_follow_the_output_contract(pipeline):
     table = pipeline.load("synthetic_series")
-    assert table.num_rows == 24
-    returns = table.column("returns").combine_chunks().flatten().to_numpy().reshape(24, -1)
-    assert returns.shape == (24, 32) and np.isfinite(returns).all()
+    meta = json.loads(table.schema.metadata[b"wavefin.synthetic"])
+    series = meta["series"]
+    assert sorted(series) == sorted(pipeline.load("diffusion_model")["series"]) and len(series) == 3
+    assert {"series", "sample", "returns", "price", "projection_residual"} <= set(table.column_names)
+    for column in ("returns", "price"):  # fixed-size lists of 32 float64 (the tiny window)
+        kind = table.schema.field(column).type
+        assert pa.types.is_fixed_size_list(kind) and kind.list_size == 32 and kind.value_type == pa.float64()
+    names = np.asarray(table.column("series").to_pylist())
+    returns = table.column("returns").combine_chunks().flatten().to_numpy().reshape(-1, 32)
+    price = table.column("price").combine_chunks().flatten().to_numpy().reshape(-1, 32)
+    assert np.isfinite(returns).all() and (price > 0).all()
     residual = table.column("projection_residual").to_numpy()
     assert ((residual >= 0) & (residual <= 1.0 + 1e-6)).all()
+    seeds = set()
+    for name in series:
+        rows = names == name
+        assert rows.sum() == 24 and sorted(table.column("sample").to_numpy()[rows]) == list(range(24))
+        info = meta["per_series"][name]
+        seeds.add(info["seed"])
+        # decoded in the series' own units: the spread of its returns is of the order of its train std
+        assert 0.05 < returns[rows].std() / info["train_return_std"] < 20, name
+        # the price path starts from the last train close: price_t = close * exp(cumsum(r))
+        np.testing.assert_allclose(price[rows], info["start_price"] * np.exp(np.cumsum(returns[rows], axis=1)),
+                                   rtol=1e-12)  # the same float64 formula recomputed
+    assert len(seeds) == 3  # distinct draws per series
+    assert set(meta["samplers"]) == {"ddpm", "ddim", "dpmsolver"}
 
 
-def test_generation_report_contains_the_metrics(pipeline):
+def test_generation_report_writes_per_series_sections_and_metrics_json(pipeline):
+    from tests.core.test_reports import assert_generation_metrics_schema
+
     out = pipeline.load("generation_report")
-    text = Path(out["report"]).read_text()
-    for needle in ("std", "skew", "kurtosis", "ACF", "discriminative"):
-        assert needle.lower() in text.lower(), needle
-    for image in Path(out["report"]).parent.glob("figures/*.png"):
+    report = Path(out["report"])
+    text = report.read_text()
+    series = json.loads(pipeline.load("synthetic_series").schema.metadata[b"wavefin.synthetic"])["series"]
+    for name in series:
+        assert f"## {name}" in text, name
+    for needle in ("Verdict", "discriminative", "TSTR", "MDD", "hill_tail_index", "## Samplers", "DDPM(1000)"):
+        assert needle in text, needle
+    for image in report.parent.glob("figures/*.png"):
         assert image.stat().st_size > 0
-    assert np.isfinite(out["metrics"]["synth_std"])
+    metrics_json = Path(out["metrics_json"])
+    assert metrics_json == report.parent / "metrics.json"
+    doc = json.loads(metrics_json.read_text())
+    assert_generation_metrics_schema(doc, series)
+    for name in series:
+        assert doc["series"][name]["n_real_test"] > 100  # stride 1: one window per test return, not per stride
+    for sampler in ("ddpm", "ddim", "dpmsolver"):  # measured here: no nulls
+        entry = doc["samplers"][sampler]
+        assert entry["seconds_per_1000"] > 0 and 0 <= entry["discriminative_score"] <= 0.5, sampler
+    assert doc["samplers"]["ddpm"]["steps"] == 1000 and doc["samplers"]["ddpm"]["n_samples"] == 10
+    assert np.isfinite(out["metrics"][f"{series[0]}.wavefin.discriminative_mean"])
+    md = pipeline.materialization("generation_report").metadata
+    assert "floor" in md["verdicts"].value and md["report"].value.count("data:image/png;base64") >= 1
 
 
 def test_forecast_report_has_models_baselines_and_tests(pipeline):
@@ -71,3 +111,114 @@ def test_every_model_asset_logged_to_mlflow(pipeline):
     assert artifacts
     assert not Path("mlruns").exists()
     json.dumps(pipeline.load("forecast_report")["metrics"])
+
+
+# --- Versioned model directories, divergence, resume. These run on their own storage holding one small series
+# (no dependency on the `pipeline` fixture, and nothing they write can affect the tests above).
+
+import os  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+
+import dagster as dg  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def own_storage(tmp_path_factory):
+    """(storage root, resources) with the data assets of the `mjd` series materialized.
+
+    Torch runs on one thread meanwhile: with tiny tensors on a busy 2-core machine, intra-op threads spin and a
+    training step takes seconds instead of milliseconds.
+    """
+    from tests.assets.conftest import DATA_ASSETS, TINY_DATA_CONFIG
+    from wavefin_assets.definitions import defs
+    from wavefin_assets.io_manager import WavefinIOManager
+    from wavefin_assets.resources import StorageResource
+
+    root = tmp_path_factory.mktemp("own-storage")
+    resources = {**defs.resources, "io_manager": WavefinIOManager(base_dir=str(root / "io")),
+                 "storage": StorageResource(root=str(root))}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    dg.materialize(list(defs.assets), selection=DATA_ASSETS, partition_key="mjd", resources=resources,
+                   instance=dg.DagsterInstance.ephemeral(), run_config=TINY_DATA_CONFIG)
+    yield root, resources
+    torch.set_num_threads(threads)
+
+
+def _materialize(resources, asset, config, instance=None, **kwargs):
+    from wavefin_assets.definitions import defs
+
+    return dg.materialize(list(defs.assets), selection=[asset], resources=resources,
+                          instance=instance or dg.DagsterInstance.ephemeral(),
+                          run_config={"ops": {asset: {"config": config}}}, **kwargs)
+
+
+def _logs(instance, run_id) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def _failure(result) -> str:
+    (event,) = result.get_step_failure_events()
+    return event.step_failure_data.error.to_string()
+
+
+TINY_DIFFUSION = {"block_out_channels": [16, 32], "batch_size": 16, "max_steps": 4, "checkpoint_every": 2}
+
+
+def test_diffusion_versions_divergence_and_resume(own_storage):
+    root, resources = own_storage
+    load = lambda: json.loads((root / "io" / "diffusion_model" / "__all__.json").read_text())  # noqa: E731
+    versions = root / "models" / "diffusion_model"
+    for age, old_run in enumerate(["older-run", "oldest-run"], start=1):  # versions of earlier runs
+        (versions / old_run).mkdir(parents=True)
+        os.utime(versions / old_run, (time.time() - 60 * age,) * 2)
+    good = _materialize(resources, "diffusion_model", {**TINY_DIFFUSION, "keep_versions": 2})
+    manifest = load()
+    assert Path(manifest["path"]) == versions / good.run_id
+    assert json.loads((Path(manifest["path"]) / "manifest.json").read_text()) == manifest
+    assert sorted(p.name for p in versions.iterdir()) == sorted([good.run_id, "older-run"])  # kept the newest 2
+    assert not list((root / "checkpoints" / "diffusion_model").iterdir())  # removed after the final save
+
+    # A diverging configuration fails the run naming the step and the knob, and leaves the good model in place.
+    diverging = {**TINY_DIFFUSION, "learning_rate": 1e12, "checkpoint_every": 1}
+    instance = dg.DagsterInstance.ephemeral()
+    bad = _materialize(resources, "diffusion_model", diverging, instance, raise_on_error=False)
+    assert not bad.success
+    diverged = re.search(r"TrainingDivergedError: diffusion training diverged at step (\d+): the loss is "
+                         r"(nan|inf).*Lower learning_rate", _failure(bad), re.S)
+    assert diverged, _failure(bad)
+    step = int(diverged.group(1))  # 2 here: the first step multiplies the weights by ~1e12
+    assert load() == manifest
+    assert sorted(p.name for p in versions.iterdir()) == sorted([good.run_id, "older-run"])
+    model, _, _ = load_diffusion(manifest["path"])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    # Re-materializing the same configuration resumes from its last (finite) checkpoint, the step before.
+    again = _materialize(resources, "diffusion_model", diverging, instance, raise_on_error=False)
+    assert any(m.startswith(f"resuming from step {step - 1} ") for m in _logs(instance, again.run_id))
+    assert f"diverged at step {step}" in _failure(again) and load() == manifest
+
+
+def test_each_run_reads_the_forecasters_version_it_trained(own_storage):
+    """Run A trains, run B trains, then run A's report step runs: it must read A's predictions, not B's."""
+    from wavefin_assets.definitions import defs
+
+    root, resources = own_storage
+    config = {"epochs": 1, "batch_size": 32}
+    run_a = _materialize(resources, "forecasters", config)
+    run_b = _materialize(resources, "forecasters", {**config, "seed": 7})
+    latest = json.loads((root / "io" / "forecasters" / "__all__.json").read_text())
+    assert latest["version"] == run_b.run_id  # what the IO manager hands to run A's report step
+
+    job = dg.Definitions(assets=list(defs.assets), resources=resources,
+                         jobs=[dg.define_asset_job("models")]).resolve_job_def("models")
+    instance = dg.DagsterInstance.ephemeral()  # run A's id, replayed as that run's later step
+    report = job.execute_in_process(asset_selection=[dg.AssetKey("forecast_report")], run_id=run_a.run_id,
+                                    instance=instance)
+    assert report.success
+    assert any(f"reading forecasters version {run_a.run_id}" in m for m in _logs(instance, run_a.run_id))
+    for run in (run_a, run_b):
+        assert (root / "models" / "forecasters" / run.run_id / "predictions.parquet").is_file()

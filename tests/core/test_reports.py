@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.core.test_metrics import _gjr_windows
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.evaluation.reports import write_forecast_report, write_generation_report
+from wavefin_core.evaluation.reports import (
+    SeriesForecasts,
+    SeriesGeneration,
+    build_generation_metrics,
+    write_forecast_report,
+    write_generation_report,
+)
 
 
 def _assert_figures(result, out_dir: Path) -> None:
@@ -24,51 +30,152 @@ def _assert_figures(result, out_dir: Path) -> None:
     assert not list(out_dir.rglob(".*"))  # no temp files left behind
 
 
+def _gjr_returns(n: int, seed: int, scale: float = 0.01) -> np.ndarray:
+    """Returns with volatility clustering, leverage and heavy tails (GJR-GARCH, Student-t)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_t(6, n + 500) / np.sqrt(1.5)
+    r = np.zeros(n + 500)
+    s2 = 1.0
+    for t in range(1, n + 500):
+        s2 = 0.02 + 0.9 * s2 + (0.02 + 0.12 * (r[t - 1] < 0)) * r[t - 1] ** 2
+        r[t] = np.sqrt(s2) * z[t]
+    return r[500:] * scale
+
+
+def assert_generation_metrics_schema(doc: dict, series: list[str], *, min_windows: int = 10) -> None:
+    """metrics.json follows the issue's schema key by key, with plain JSON types and no NaN anywhere."""
+    from wavefin_core.evaluation.facts import FACTS
+    from wavefin_core.evaluation.generators import GENERATORS
+
+    json.loads(json.dumps(doc, allow_nan=False))  # raises on NaN / inf
+    assert sorted(doc["series"]) == sorted(series)
+    for name in series:
+        section = doc["series"][name]
+        assert isinstance(section["n_real_test"], int) and section["n_real_test"] >= min_windows
+        assert list(section["generators"]) == list(GENERATORS)
+        for gen, e in section["generators"].items():
+            d, p = e["discriminative_score"], e["predictive_score"]
+            if e.get("error"):  # an unavailable generator keeps every key, null, and says why
+                assert d["mean"] is None and isinstance(e["error"], str)
+                continue
+            assert isinstance(d["mean"], float) and isinstance(d["std"], float) and isinstance(d["seeds"], int)
+            assert 0.0 <= d["mean"] <= 0.5 and d["seeds"] >= 1, (name, gen)
+            for key in ("mean", "std", "real_mean", "real_std"):
+                assert isinstance(p[key], float) and p[key] >= 0, (name, gen, key)
+            assert isinstance(p["seeds"], int)
+            for key in ("mdd", "acd", "sd", "kd"):
+                assert isinstance(e[key], float) and e[key] >= 0, (name, gen, key)
+            assert list(e["facts"]) == list(FACTS)
+            for fact, f in e["facts"].items():
+                assert set(f) == {"real", "synthetic", "reproduced"}, fact
+                assert isinstance(f["reproduced"], bool)
+                for key in ("real", "synthetic"):
+                    assert f[key] is None or isinstance(f[key], float), (fact, key)
+                    if f[key] is None:  # a null says why
+                        assert any(fact in path for path in doc["null_values"]), fact
+    assert set(doc["samplers"]) >= {"ddpm", "ddim", "dpmsolver"}
+    for sampler, e in doc["samplers"].items():
+        assert isinstance(e["steps"], int), sampler
+        for key in ("seconds_per_1000", "discriminative_score"):
+            assert e[key] is None or isinstance(e[key], float), (sampler, key)
+            if e[key] is None:
+                assert f"samplers.{sampler}.{key}" in doc["null_values"]
+
+
+def _stride1(x: np.ndarray, length: int) -> np.ndarray:
+    return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(x, length))
+
+
 @pytest.fixture(scope="module")
-def gen_data() -> dict[str, np.ndarray]:
-    r = _gjr_windows(260, 32, seed=3)
+def generation_report(tmp_path_factory: pytest.TempPathFactory):
+    out_dir = tmp_path_factory.mktemp("generation")
     rng = np.random.default_rng(0)
-    return {
-        "train_returns": r[:160].ravel(),
-        "real_test": r[160:],
-        "synth": rng.standard_normal((120, 32)) * r.std(),  # Gaussian: no tails, no clustering
-    }
+    series = []
+    # "daily" has heavy tails, clustering and leverage; "minute" lives in much smaller units (1e-4): each series
+    # is evaluated in its own units. wavefin is stood in for by Gaussian noise of the right scale (no tails).
+    for name, scale, seed in (("daily", 0.01, 1), ("minute", 1e-4, 2)):
+        r = _gjr_returns(1400, seed, scale)
+        series.append(SeriesGeneration(
+            name=name, real_test=_stride1(r[1000:], 32)[::3][:120], train_returns=r[:900],
+            wavefin=rng.standard_normal((80, 32)) * r.std(), start_price=100.0, context={"frequency": name},
+            real_scalograms=rng.standard_normal((4, 2, 8, 32)), synth_scalograms=rng.standard_normal((4, 8, 32)),
+        ))
+    samplers = {"dpmsolver": {"steps": 20, "seconds_per_1000": 12.5, "discriminative_score": 0.2,
+                              "discriminative_std": 0.01, "n_samples": 80, "series": "daily"}}
+    lines: list[str] = []
+    # 2 seeds / 1 seed and 40 classifier steps: this checks the report's structure and units, not the scores
+    res = write_generation_report(series, out_dir, title="Gen test", context={"model": "gauss"}, samplers=samplers,
+                                  discriminative_seeds=2, predictive_seeds=1, classifier_steps=40,
+                                  log=lines.append)
+    return res, out_dir, lines
 
 
-def test_generation_report_with_garch(tmp_path: Path, gen_data: dict[str, np.ndarray]) -> None:
-    res = write_generation_report(
-        gen_data["real_test"], gen_data["synth"], tmp_path, title="Gen test", context={"model": "gauss", "T": 5},
-        real_scalograms=np.random.default_rng(1).standard_normal((4, 2, 8, 32)),
-        synth_scalograms=np.abs(np.random.default_rng(2).standard_normal((4, 8, 32))),
-        seed=0, train_returns=gen_data["train_returns"],
-    )
+def test_generation_report_has_one_section_per_series_and_every_generator(generation_report) -> None:
+    res, out_dir, lines = generation_report
     md = res.markdown_path.read_text()
     assert md.startswith("# Gen test") and "**model**: `gauss`" in md
-    assert "| statistic | real (held-out test) | synthetic | difference | GARCH-t | GARCH-t difference |" in md
-    for row in ("| excess kurtosis |", "| ACF(r) lag 5 |", "| ACF(abs r) lag 1 |", "discriminative score",
-                "predictive score (TSTR MAE)", "MDD", "ACD", "heavy tails"):
-        assert row in md
-    m = res.metrics
-    for key in ("real_std", "synth_std", "garch_std", "mdd", "acd", "sd", "kd", "acf_abs_diff",
-                "discriminative_score", "predictive_mae_synth", "predictive_mae_real", "garch_mdd",
-                "garch_discriminative_score", "real_acf_abs_1", "synth_fact_heavy_tails"):
-        assert isinstance(m[key], float) and np.isfinite(m[key]), key
-    assert m["real_fact_heavy_tails"] == 1.0 and m["synth_fact_heavy_tails"] == 0.0
-    assert m["kd"] > 1.0 and m["discriminative_score"] > 0.1
-    assert len(res.figures) == 5
-    _assert_figures(res, tmp_path)
+    assert "## daily" in md and "## minute" in md and "## Samplers" in md and "stride 1" in md
+    assert md.count("**Verdict.** ") == 2 and "floor (real train windows)" in md.lower()
+    for gen in ("**wavefin**", "garch_t", "gjr_garch_t", "block_bootstrap", "mjd_fit", "iid_gaussian",
+                "real_train (floor)"):
+        assert len(re.findall(rf"^\| {re.escape(gen)} \|", md, re.M)) == 2, gen  # one score row per series
+    for needle in ("discriminative (CNN, 2 seeds)", "TSTR MAE", "| MDD | ACD | SD | KD |", "hill_tail_index",
+                   "DPM-Solver++(20)", "DDPM(1000)", "not measured in this run", "metrics.json"):
+        assert needle in md, needle
+    assert any("daily: scored garch_t" in line for line in lines)  # progress lines
+    names = {f.name for f in res.figures}
+    assert {"daily_acf.png", "daily_qq.png", "daily_histograms.png", "daily_paths.png", "daily_discriminative.png",
+            "daily_scalograms_real.png", "minute_scalograms_synthetic.png"} <= names
+    _assert_figures(res, out_dir)
 
 
-def test_generation_report_without_train_returns(tmp_path: Path, gen_data: dict[str, np.ndarray]) -> None:
-    res = write_generation_report(gen_data["real_test"], gen_data["real_test"][::-1].copy(), tmp_path,
-                                  title="same", context={})
-    md = res.markdown_path.read_text()
-    assert "GARCH-t difference" not in md and not any(k.startswith("garch_") for k in res.metrics)
-    assert res.metrics["mdd"] == pytest.approx(0.0) and res.metrics["synth_facts_matching_real"] == 5.0
-    assert "first half of the real test windows" in md
-    _assert_figures(res, tmp_path)
-    with pytest.raises(DataError, match="window_length"):
-        write_generation_report(gen_data["real_test"], gen_data["synth"][:, :16], tmp_path, title="x", context={})
+def test_generation_metrics_json_follows_the_schema(generation_report) -> None:
+    res, out_dir, _ = generation_report
+    doc = json.loads((out_dir / "metrics.json").read_text())
+    assert doc == res.document
+    assert_generation_metrics_schema(doc, ["daily", "minute"])
+    assert doc["series"]["daily"]["n_real_test"] == 120
+    assert doc["samplers"]["dpmsolver"]["seconds_per_1000"] == 12.5
+    assert doc["samplers"]["ddpm"]["seconds_per_1000"] is None  # not given: null, and said why
+    assert "samplers.ddpm.seconds_per_1000" in doc["null_values"]
+    daily = doc["series"]["daily"]["generators"]
+    # Gaussian noise has no heavy tails: the real data shows them, wavefin (here Gaussian) does not reproduce them
+    assert daily["wavefin"]["facts"]["excess_kurtosis"]["reproduced"] is False
+    assert daily["wavefin"]["facts"]["excess_kurtosis"]["real"] > 1
+    assert daily["wavefin"]["kd"] > 1.0
+    # each series in its own units: the TSTR MAEs of "minute" are ~100x smaller than those of "daily"
+    minute = doc["series"]["minute"]["generators"]
+    assert minute["real_train"]["predictive_score"]["real_mean"] < daily["real_train"]["predictive_score"][
+        "real_mean"] / 30
+    flat = res.metrics
+    assert flat["daily.wavefin.discriminative_mean"] == daily["wavefin"]["discriminative_score"]["mean"]
+    assert flat["sampler.dpmsolver.seconds_per_1000"] == 12.5
+    assert all(isinstance(v, float) for v in flat.values())
+
+
+def test_generation_metrics_nulls_say_why() -> None:
+    from wavefin_core.evaluation.reports import _failed_entry
+
+    entry = _failed_entry(50, "garch_t", "GeneratorFitError: did not converge")
+    ok = {**_failed_entry(50, "x", ""), "error": None, "mdd": float("nan")}
+    doc = build_generation_metrics({"s": {"n_real_test": 20, "generators": {"garch_t": entry, "iid": ok}}},
+                                   None, {"seed": 0})
+    json.dumps(doc, allow_nan=False)
+    assert doc["series"]["s"]["generators"]["garch_t"]["mdd"] is None
+    assert "did not converge" in doc["null_values"]["series.s.generators.garch_t.mdd"]
+    assert "not finite" in doc["null_values"]["series.s.generators.iid.mdd"]
+    assert all(doc["samplers"][s]["seconds_per_1000"] is None for s in ("ddpm", "ddim", "dpmsolver"))
+
+
+def test_generation_report_rejects_mismatched_inputs(tmp_path: Path) -> None:
+    r = _gjr_returns(600, 0)
+    bad = SeriesGeneration(name="s", real_test=_stride1(r[400:], 32), train_returns=r[:300],
+                           wavefin=np.zeros((20, 16)))
+    with pytest.raises(DataError, match="series 's'.*length 32.*16"):
+        write_generation_report([bad], tmp_path, title="x", context={})
+    with pytest.raises(ConfigError, match="at least one series"):
+        write_generation_report([], tmp_path, title="x", context={})
+    assert not (tmp_path / "metrics.json").exists()
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +185,15 @@ def fc_data() -> dict[str, np.ndarray]:
     windows = rng.standard_normal((n, 20)) * 0.01
     y_ret = rng.standard_normal(n) * 0.01
     return {"windows": windows, "y_ret": y_ret, "y_dir": (y_ret > 0).astype(int),
-            "train_dir": (rng.random(500) < 0.55).astype(int), "rng_noise": rng.standard_normal(n) * 0.01}
+            "train_windows": rng.standard_normal((500, 20)) * 0.01,
+            "train_dir": (rng.random(500) < 0.55).astype(int), "train_ret": rng.standard_normal(500) * 0.01,
+            "rng_noise": rng.standard_normal(n) * 0.01}
+
+
+def _series(fc: dict[str, np.ndarray], results: list[dict], name: str = "s", horizon: int = 1) -> SeriesForecasts:
+    return SeriesForecasts(name=name, horizon=horizon, y_true_direction=fc["y_dir"], y_true_return=fc["y_ret"],
+                           results=results, test_windows=fc["windows"], train_windows=fc["train_windows"],
+                           train_direction=fc["train_dir"], train_return=fc["train_ret"])
 
 
 def test_forecast_report_verdicts(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
@@ -86,67 +201,96 @@ def test_forecast_report_verdicts(tmp_path: Path, fc_data: dict[str, np.ndarray]
     results = [
         {"model": "contrarian", "kind": "direction", "pred": 1 - y_dir, "proba": None},  # always wrong
         {"model": "peeker", "kind": "direction", "pred": None, "proba": np.where(y_dir == 1, 0.8, 0.3)},
+        {"model": "always_up", "kind": "direction", "pred": np.ones_like(y_dir), "proba": None},
         {"model": "noisy_arima", "kind": "return", "pred": y_ret + 3 * fc_data["rng_noise"]},
         {"model": "oracle", "kind": "return", "pred": y_ret + 0.1 * fc_data["rng_noise"]},
     ]
-    res = write_forecast_report(results, tmp_path, title="Forecast test", context={"horizon": 1},
-                                y_true_direction=y_dir, y_true_return=y_ret, windows=fc_data["windows"],
-                                train_direction=fc_data["train_dir"], horizon=1,
+    info = {"peeker": {"params": 1234, "train_seconds": 0.5}, "oracle": {"params": 3, "train_seconds": 0.01}}
+    res = write_forecast_report([_series(fc_data, results)], tmp_path, title="Forecast test",
+                                context={"profile": "test"}, model_info=info,
                                 figures_data={"training_losses": {"peeker": [1.0, 0.7, 0.5]}})
     md = res.markdown_path.read_text()
-    assert "| model | accuracy | macro-F1 | balanced acc | ROC AUC | binomial p | beats best naive? |" in md
-    assert "| model | RMSE | MAE | directional acc | DM stat | DM p | beats naive? |" in md
-    for naive in ("| previous_direction |", "| majority_class |", "| zero_return |"):
+    assert "| model | accuracy | balanced acc | macro-F1 | MCC | ROC AUC | p vs best naive (McNemar) |" in md
+    for naive in ("| previous_direction |", "| majority_class |", "| zero_return |", "| historical_mean |"):
         assert naive in md  # baselines always in the tables
-    best = res.metrics["best_naive_accuracy"]
-    assert f"contrarian does not beat the naive baseline (accuracy 0.0000 vs {best:.4f}" in md
-    assert "noisy_arima does not beat the naive baseline (RMSE" in md
-    assert "peeker does not beat" not in md and "oracle does not beat" not in md
+    assert "s: peeker beats the best naive baseline" in md and "s: contrarian does not beat" in md
+    assert "balanced accuracy 0.5000 is not above 0.5" in md  # always_up
     m = res.metrics
-    assert m["contrarian_beats_naive"] == 0.0 and m["peeker_beats_naive"] == 1.0
-    assert m["noisy_arima_beats_naive"] == 0.0 and m["oracle_beats_naive"] == 1.0
-    assert m["peeker_accuracy"] == 1.0 and m["peeker_roc_auc"] == 1.0 and m["peeker_binomial_p"] < 1e-50
-    assert m["oracle_dm_stat"] < 0 and m["oracle_dm_p"] < 1e-6 and m["noisy_arima_dm_stat"] > 0
-    assert m["zero_return_rmse"] == pytest.approx(np.sqrt(np.mean(y_ret**2)))
-    assert m["majority_class_accuracy"] == pytest.approx(y_dir.mean())  # train majority is "up"
+    assert m["s.peeker.significant"] == 1.0 and m["s.contrarian.significant"] == 0.0
+    assert m["s.always_up.significant"] == 0.0
+    assert m["s.oracle.significant"] == 1.0 and m["s.noisy_arima.significant"] == 0.0
+    assert m["s.peeker.accuracy"] == 1.0 and m["s.peeker.roc_auc"] == 1.0 and m["s.peeker.p_vs_50"] < 1e-50
+    assert m["s.zero_return.rmse"] == pytest.approx(np.sqrt(np.mean(y_ret**2)))
+    assert m["s.majority_class.accuracy"] == pytest.approx(y_dir.mean())  # train majority is "up"
     assert all(isinstance(v, float) for v in m.values())
     names = {f.name for f in res.figures}
-    assert {"confusion_contrarian.png", "confusion_peeker.png", "forecast_vs_actual.png",
+    assert {"confusion_s_contrarian.png", "confusion_s_peeker.png", "forecast_vs_actual_s.png",
             "training_peeker.png"} <= names
     _assert_figures(res, tmp_path)
 
 
-def test_forecast_report_requires_naive_inputs(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
+def test_forecast_metrics_json_schema(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
+    def results(fc: dict[str, np.ndarray]) -> list[dict]:
+        return [{"model": "scalogram_cnn", "kind": "direction", "pred": None,
+                 "proba": np.where(fc["y_dir"] == 1, 0.9, 0.2)},
+                {"model": "arima", "kind": "return", "pred": fc["y_ret"] * 0.5}]
+
+    other = {**fc_data, "y_dir": 1 - fc_data["y_dir"], "y_ret": -fc_data["y_ret"]}  # a second series, horizon 3
+    res = write_forecast_report(
+        [_series(fc_data, results(fc_data), "a"), _series(other, results(other), "b", horizon=3)], tmp_path,
+        title="t", context={},
+        model_info={"scalogram_cnn": {"params": 99, "train_seconds": 1.5}})
+    doc = json.loads((tmp_path / "metrics.json").read_text())  # strict JSON: no NaN tokens
+    assert doc == json.loads(json.dumps(res.document, allow_nan=False))
+    assert set(doc["series"]) == {"a", "b"} and doc["series"]["b"]["horizon"] == 3
+    for name, sec in doc["series"].items():
+        assert isinstance(sec["n_test"], int) and sec["n_test"] == 300
+        assert 0.5 <= sec["majority_rate"] <= 1 and sec["best_naive"] in ("previous_direction", "majority_class")
+        assert {"scalogram_cnn", "previous_direction", "majority_class"} <= set(sec["models"])
+        for model, entry in sec["models"].items():
+            for key in ("accuracy", "balanced_accuracy", "mcc", "macro_f1", "p_vs_best_naive", "significant",
+                        "params", "train_seconds"):
+                assert key in entry, (name, model, key)
+            assert isinstance(entry["significant"], bool)
+        assert sec["models"]["majority_class"]["params"] == 0 and not sec["models"]["majority_class"]["significant"]
+        assert sec["models"]["scalogram_cnn"]["params"] == 99 and sec["models"]["scalogram_cnn"]["significant"]
+        assert "arima" in sec["return_models"]
+    # Nulls say why: arima has no recorded params; 0/1 forecasts have no ROC AUC.
+    assert doc["series"]["a"]["return_models"]["arima"]["params"] is None
+    assert "not recorded" in doc["null_values"]["series.a.return_models.arima.params"]
+    assert "no probabilities" in doc["null_values"]["series.a.models.majority_class.roc_auc"]
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_best_naive_is_chosen_on_train_not_test(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
+    # Train: momentum works (next direction = sign of the last return); test: it does not.
+    rng = np.random.default_rng(1)
+    train_windows = rng.standard_normal((500, 20))
+    train_dir = (train_windows[:, -1] > 0).astype(int)
+    sf = SeriesForecasts(name="s", horizon=1, y_true_direction=fc_data["y_dir"], y_true_return=fc_data["y_ret"],
+                         results=[], test_windows=fc_data["windows"], train_windows=train_windows,
+                         train_direction=train_dir)
+    res = write_forecast_report([sf], tmp_path, title="t", context={})
+    sec = res.document["series"]["s"]
+    assert sec["naive_train_accuracy"]["previous_direction"] == 1.0
+    assert sec["best_naive"] == "previous_direction"
+    assert "historical_mean" not in sec["return_models"]  # no train returns given
+
+
+def test_forecast_report_rejects_bad_inputs(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
     y_dir, y_ret = fc_data["y_dir"], fc_data["y_ret"]
     model = [{"model": "m", "kind": "direction", "pred": y_dir}]
-    with pytest.raises(ConfigError, match="previous_direction"):
-        write_forecast_report(model, tmp_path, title="t", context={}, y_true_direction=y_dir, y_true_return=y_ret)
     with pytest.raises(ConfigError, match="unique"):
-        write_forecast_report(model * 2, tmp_path, title="t", context={}, y_true_direction=y_dir,
-                              y_true_return=y_ret, windows=fc_data["windows"], train_direction=fc_data["train_dir"])
-    with pytest.raises(DataError, match="predictions for 300"):
-        write_forecast_report([{"model": "m", "kind": "return", "pred": y_ret[:10]}], tmp_path, title="t",
-                              context={}, y_true_direction=y_dir, y_true_return=y_ret,
-                              windows=fc_data["windows"], train_direction=fc_data["train_dir"])
-    # naive baselines passed explicitly instead of the inputs to compute them
-    given = [{"model": "previous_direction", "kind": "direction", "pred": np.ones_like(y_dir)},
-             {"model": "majority_class", "kind": "direction", "pred": np.zeros_like(y_dir)}, *model]
-    res = write_forecast_report(given, tmp_path, title="t", context={}, y_true_direction=y_dir, y_true_return=y_ret)
-    assert res.metrics["m_beats_naive"] == 1.0 and "zero_return_rmse" in res.metrics
-
-
-def test_forecast_report_per_series_accuracy(tmp_path: Path, fc_data: dict[str, np.ndarray]) -> None:
-    y_dir, y_ret = fc_data["y_dir"], fc_data["y_ret"]
-    groups = np.where(np.arange(y_dir.size) % 2 == 0, "even", "odd")
-    # Right on the "even" series only: pooled accuracy hides it, the per-series table shows it.
-    pred = np.where(groups == "even", y_dir, 1 - y_dir)
-    res = write_forecast_report([{"model": "half", "kind": "direction", "pred": pred}], tmp_path, title="t",
-                                context={}, y_true_direction=y_dir, y_true_return=y_ret,
-                                windows=fc_data["windows"], train_direction=fc_data["train_dir"], groups=groups)
-    md = res.markdown_path.read_text()
-    assert "## Direction accuracy per series" in md and "| model | even | odd |" in md
-    assert res.metrics["half_accuracy_even"] == 1.0 and res.metrics["half_accuracy_odd"] == 0.0
-    with pytest.raises(DataError, match="groups"):
-        write_forecast_report([{"model": "half", "kind": "direction", "pred": pred}], tmp_path, title="t",
-                              context={}, y_true_direction=y_dir, y_true_return=y_ret,
-                              windows=fc_data["windows"], train_direction=fc_data["train_dir"], groups=groups[:3])
+        write_forecast_report([_series(fc_data, model * 2)], tmp_path, title="t", context={})
+    with pytest.raises(ConfigError, match="naive baseline the report computes"):
+        write_forecast_report([_series(fc_data, [{"model": "majority_class", "kind": "direction", "pred": y_dir}])],
+                              tmp_path, title="t", context={})
+    with pytest.raises(DataError, match="series 's'.*predictions for 300"):
+        write_forecast_report([_series(fc_data, [{"model": "m", "kind": "return", "pred": y_ret[:10]}])],
+                              tmp_path, title="t", context={})
+    with pytest.raises(DataError, match="test_windows has 3 rows"):
+        write_forecast_report([_series({**fc_data, "windows": fc_data["windows"][:3]}, model)], tmp_path,
+                              title="t", context={})
+    with pytest.raises(ConfigError, match="not unique"):
+        write_forecast_report([_series(fc_data, model), _series(fc_data, model)], tmp_path, title="t", context={})
+    assert not (tmp_path / "metrics.json").exists()  # nothing half-written

@@ -85,3 +85,40 @@ def pool(sets: dict[str, ScalogramSet]) -> Pooled:
         series=np.concatenate([np.full(len(s), name, dtype=object) for name, s in parts]).astype(str),
         end_time=np.concatenate([s.end_time for _, s in parts]),
     )
+
+
+def model_version(storage, asset: str, context: dg.AssetExecutionContext):
+    """This materialization's model directory `models/<asset>/<run id>` (a new version per run; not created)."""
+    from wavefin_core.models.versions import version_dir
+
+    return version_dir(storage.path("models", asset), context.run_id)
+
+
+def checkpointing(storage, asset: str, every: int, context: dg.AssetExecutionContext):
+    """Training checkpoints of `asset` under `checkpoints/<asset>/`, every `every` steps, logged to Dagster."""
+    from wavefin_core.models.checkpoint import Checkpointing
+
+    return Checkpointing(storage.path("checkpoints", asset), every, log=context.log.info)
+
+
+def prune_model_versions(context: dg.AssetExecutionContext, current, keep: int) -> None:
+    """Keep the `keep` newest versions next to `current` (the one just written), logging what is deleted."""
+    from wavefin_core.models.versions import prune_versions
+
+    for old in prune_versions(current.parent, keep, current):
+        context.log.info(f"deleted old model version {old} (keep_versions={keep})")
+
+
+def manifest_of_this_run(context: dg.AssetExecutionContext, manifest: dict) -> dict:
+    """The upstream model manifest written by *this* run when it materialized the model, else `manifest`.
+
+    The IO manager keeps one (the latest) manifest per asset, so when another run trains the same model between
+    this run's training and sampling steps, the loaded manifest would name that run's weights. Each model
+    version directory holds its own manifest, so this run's is found by its run id.
+    """
+    from pathlib import Path
+
+    from wavefin_core.models.versions import read_manifest
+
+    own = read_manifest(Path(manifest["path"]).parent / context.run_id)
+    return own if own is not None else manifest

@@ -27,9 +27,15 @@ __all__ = [
     "plot_training_curve",
     "plot_confusion",
     "plot_forecast_vs_actual",
+    "plot_acf_overlay",
+    "plot_qq",
+    "plot_histogram_overlay",
+    "plot_score_bars",
+    "plot_price_paths",
 ]
 
 _REAL, _SYNTH = "tab:blue", "tab:orange"
+_EXTRA_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
@@ -51,7 +57,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Pa
 def _sets(real: Any, synth: Any, extra: dict[str, Any] | None) -> list[tuple[str, np.ndarray, str]]:
     out = [("real", np.asarray(real, dtype=np.float64), _REAL),
            ("synthetic", np.asarray(synth, dtype=np.float64), _SYNTH)]
-    colors = iter(["tab:green", "tab:red", "tab:purple", "tab:brown"])
+    colors = iter(_EXTRA_COLORS)
     for name, arr in (extra or {}).items():
         out.append((name, np.asarray(arr, dtype=np.float64), next(colors, "tab:gray")))
     return out
@@ -204,4 +210,111 @@ def plot_forecast_vs_actual(actual: Any, preds: dict[str, Any], n_last: int = 20
     ax.set_xlabel(f"test window (last {a.size})")
     ax.set_ylabel("target return")
     ax.legend(fontsize=8, ncol=3)
+    return fig
+
+
+# ------------------------------------------------------------------------- many generators against the real data
+def _colored(sets: dict[str, Any]) -> list[tuple[str, np.ndarray, str, float]]:
+    """(name, windows, colour, line width) per set; the first set is the real data (black, thick)."""
+    out = []
+    colors = iter((_SYNTH, *_EXTRA_COLORS))
+    for i, (name, arr) in enumerate(sets.items()):
+        a = np.asarray(arr, dtype=np.float64)
+        out.append((name, a if a.ndim == 2 else a[None, :], "k" if i == 0 else next(colors, "tab:gray"),
+                    2.2 if i == 0 else 1.2))
+    return out
+
+
+def plot_acf_overlay(sets: dict[str, Any], nlags: int = 20, title: str = "") -> Figure:
+    """Pooled ACF of r, |r| and r^2 (lags 1..nlags) of every window set; the FIRST set is the real data (black)."""
+    fig = Figure(figsize=(12, 3.4), layout="constrained")
+    axes = fig.subplots(1, 3)
+    for name, a, color, lw in _colored(sets):
+        lags = np.arange(1, min(nlags, a.shape[1] - 1) + 1)
+        for ax, x in zip(axes, (a, np.abs(a), a**2), strict=True):
+            ax.plot(lags, pooled_acf(x, int(lags[-1]))[1:], color=color, lw=lw, label=name)
+    for ax, t in zip(axes, ("ACF of r", "ACF of |r|", "ACF of r$^2$"), strict=True):
+        ax.axhline(0.0, color="gray", lw=0.7)
+        ax.set_title(t)
+        ax.set_xlabel("lag")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_qq(sets: dict[str, Any], title: str = "") -> Figure:
+    """Quantile-quantile plot of every set's pooled values against the FIRST (real) set's, 0.1%..99.9%:
+    on the diagonal = the same marginal distribution; flatter at the ends = lighter tails than real."""
+    items = _colored(sets)
+    q = np.linspace(0.001, 0.999, 199)
+    real_q = np.quantile(items[0][1].ravel(), q)
+    fig = Figure(figsize=(5.2, 4.6), layout="constrained")
+    ax = fig.subplots()
+    for name, a, color, lw in items[1:]:
+        ax.plot(real_q, np.quantile(a.ravel(), q), color=color, lw=lw, label=name)
+    lo, hi = float(real_q[0]), float(real_q[-1])
+    ax.plot([lo, hi], [lo, hi], color="k", lw=1.0, ls="--", label=f"{items[0][0]} (diagonal)")
+    ax.set_xlabel(f"{items[0][0]} quantile")
+    ax.set_ylabel("generated quantile")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "QQ plot of returns (0.1%-99.9%)")
+    return fig
+
+
+def plot_histogram_overlay(sets: dict[str, Any], bins: int = 60, title: str = "") -> Figure:
+    """Pooled return densities on shared bins (linear and log scale); the FIRST set is the real data."""
+    items = _colored(sets)
+    lo, hi = np.quantile(items[0][1].ravel(), [0.0005, 0.9995])
+    edges = np.linspace(lo, hi, bins + 1)
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, log in zip(axes, (False, True), strict=True):
+        for name, a, color, lw in items:
+            ax.hist(np.clip(a.ravel(), lo, hi), bins=edges, density=True, histtype="step", lw=lw, color=color,
+                    label=name)
+        ax.set_xlabel("log return")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_ylabel("density (log scale)" if log else "density")
+        if log:
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or "Return distribution (clipped to the real 0.05%/99.95% quantiles)")
+    return fig
+
+
+def plot_score_bars(scores: dict[str, tuple[float, float]], floor: str | None = None, title: str = "") -> Figure:
+    """Mean +- std bars of one score per generator (e.g. the discriminative score over seeds); the ``floor``
+    generator's mean is drawn as a dashed line."""
+    names = list(scores)
+    means = np.array([scores[n][0] for n in names], dtype=np.float64)
+    stds = np.array([scores[n][1] for n in names], dtype=np.float64)
+    fig = Figure(figsize=(7, 3.4), layout="constrained")
+    ax = fig.subplots()
+    colors = [_SYNTH if n == "wavefin" else ("k" if n == floor else "tab:gray") for n in names]
+    ax.bar(np.arange(len(names)), np.nan_to_num(means), yerr=np.nan_to_num(stds), color=colors, capsize=3)
+    if floor in scores and np.isfinite(scores[floor][0]):
+        ax.axhline(scores[floor][0], color="k", ls="--", lw=1, label=f"floor ({floor})")
+        ax.legend(fontsize=8)
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("score (lower = closer to real)")
+    ax.set_title(title or "discriminative score, mean +- std over seeds")
+    return fig
+
+
+def plot_price_paths(real_windows: Any, synth_windows: Any, start_price: float = 1.0, n: int = 8,
+                     title: str = "") -> Figure:
+    """Price paths start_price * exp(cumsum(r)) of ``n`` evenly spaced real and synthetic windows, same y axis."""
+    r = _spaced(np.asarray(real_windows, dtype=np.float64), n)
+    s = _spaced(np.asarray(synth_windows, dtype=np.float64), n)
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, w, c, t in ((axes[0], r, _REAL, "real (held-out test)"), (axes[1], s, _SYNTH, "wavefin")):
+        for row in w:
+            ax.plot(start_price * np.exp(np.r_[0.0, np.cumsum(row)]), color=c, alpha=0.7, lw=1)
+        ax.set_title(t)
+        ax.set_xlabel("step")
+    axes[0].set_ylabel("price (from the last train close)")
+    if title:
+        fig.suptitle(title)
     return fig

@@ -6,16 +6,20 @@ needs no template engine. Each report writes ``<out_dir>/<name>.md`` plus ``<out
 ready for ``mlflow.log_metrics`` and Dagster metadata.
 
 The reports are deliberately blunt: the naive baselines are always in the forecast tables, a model that
-does not beat them gets a sentence saying so, and generated series are compared with held-out real windows
-and with a classical GARCH-t generator.
+does not beat them gets a sentence saying so, and generated series are compared, series by series, with their
+held-out real windows next to every classical generator a quant would otherwise use and the real-data floor,
+with the seed noise of every score. The generation report also writes ``metrics.json`` (the issue's schema).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tempfile
-import warnings
+import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +30,14 @@ from wavefin_core.baselines import naive_forecasts
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.evaluation import metrics as M
 from wavefin_core.evaluation import plots as P
+from wavefin_core.io import atomic_path
 
-__all__ = ["ReportResult", "write_generation_report", "write_forecast_report", "simulate_garch_t"]
+__all__ = ["ReportResult", "SeriesGeneration", "evaluate_series", "build_generation_metrics",
+           "write_generation_report", "SeriesForecasts", "judge_direction_models", "judge_return_models",
+           "evaluate_forecast_series", "build_forecast_metrics", "write_forecast_report"]
 
 NAIVE_DIRECTION = ("previous_direction", "majority_class")
-NAIVE_RETURN = ("zero_return",)
+NAIVE_RETURN = ("zero_return", "historical_mean")
 
 
 @dataclass
@@ -40,6 +47,8 @@ class ReportResult:
     markdown_path: Path
     metrics: dict[str, float] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
+    document: dict[str, Any] | None = None  # the generation report's metrics.json content
+    metrics_json: Path | None = None
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -56,30 +65,6 @@ def _fmt(v: Any) -> str:
     if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
         return f"{v:.3e}"
     return f"{v:.4f}"
-
-
-def _per_group_md(
-    groups: Any, y_true: np.ndarray, direction_results: list[dict[str, Any]], n: int, metrics: dict[str, float]
-) -> list[str]:
-    """Direction accuracy of every model within each group (series); adds ``{model}_accuracy_{group}`` metrics."""
-    if groups is None:
-        return []
-    labels = np.asarray(groups).astype(str).ravel()
-    if labels.size != n:
-        raise DataError(f"`groups` has {labels.size} labels for {n} test windows.")
-    names = sorted(set(labels))
-    rows = []
-    for r in direction_results:
-        row = [r["model"]]
-        for g in names:
-            mask = labels == g
-            accuracy = float(np.mean(np.asarray(r["pred"]).ravel()[mask] == y_true[mask]))
-            metrics[f"{r['model']}_accuracy_{g}"] = accuracy
-            row.append(_fmt(accuracy))
-        rows.append(row)
-    counts = ", ".join(f"{g}: {int((labels == g).sum())}" for g in names)
-    return ["## Direction accuracy per series", f"Test windows per series: {counts}.", "",
-            _table(["model", *names], rows), ""]
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -114,255 +99,584 @@ def _slug(name: str) -> str:
 class _Figures:
     """Saves figures under out_dir/figures and remembers markdown links."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, dpi: int = 100) -> None:
         self.out_dir = out_dir
+        self.dpi = dpi
         self.paths: list[Path] = []
         self.md: list[str] = []
 
     def add(self, fig: Any, name: str, caption: str) -> None:
-        path = P.save_figure(fig, self.out_dir / "figures" / f"{_slug(name)}.png")
+        path = P.save_figure(fig, self.out_dir / "figures" / f"{_slug(name)}.png", dpi=self.dpi)
         self.paths.append(path)
         self.md.append(f"![{caption}](figures/{path.name})")
 
 
-# ----------------------------------------------------------------------------------------- GARCH baseline
-def simulate_garch_t(train_returns: Any, n_windows: int, window_length: int, seed: int = 0) -> np.ndarray:
-    """Fit GARCH(1,1) with Student-t innovations and a constant mean on the train returns (``arch``), then
-    simulate one path of ``n_windows * window_length`` steps after a 500-step burn-in and cut it into
-    windows. Returns are scaled by 100 for the fit (arch's optimiser prefers O(1) data) and back.
-    Raises DataError if the series is too short, RuntimeError if the fit fails.
-    """
-    from arch.univariate import GARCH, ConstantMean, StudentsT
-
-    y = np.asarray(train_returns, dtype=np.float64).ravel()
-    y = y[np.isfinite(y)]
-    if y.size < 100:
-        raise DataError(f"GARCH-t baseline needs >= 100 train returns; got {y.size}.")
-    model = ConstantMean(y * 100.0, volatility=GARCH(1, 0, 1), distribution=StudentsT(seed=int(seed)))
-    res = model.fit(disp="off")
-    if res.convergence_flag != 0:
-        raise RuntimeError(f"GARCH-t fit did not converge (flag {res.convergence_flag})")
-    sim = model.simulate(res.params, nobs=int(n_windows) * int(window_length), burn=500)
-    return np.asarray(sim["data"], dtype=np.float64).reshape(int(n_windows), int(window_length)) / 100.0
-
-
-def _train_windows_for_tstr(
-    real_train_windows: Any, train_returns: Any, real_test: np.ndarray
-) -> tuple[np.ndarray | None, np.ndarray, str]:
-    """Pick the real windows to train the TSTR reference on, and the real windows to test both on."""
-    w = real_test.shape[1]
-    if real_train_windows is not None:
-        return np.asarray(real_train_windows, dtype=np.float64), real_test, "real train windows"
-    if train_returns is not None:
-        y = np.asarray(train_returns, dtype=np.float64).ravel()
-        y = y[np.isfinite(y)]
-        if y.size >= w + 10:
-            win = np.lib.stride_tricks.sliding_window_view(y, w)
-            step = max(1, win.shape[0] // 5000)
-            return np.ascontiguousarray(win[::step]), real_test, "windows cut from the train returns"
-    half = real_test.shape[0] // 2
-    if half < 2:
-        return None, real_test, "unavailable (too few real windows)"
-    return real_test[:half], real_test[half:], "first half of the real test windows (tested on the second)"
-
-
 # ------------------------------------------------------------------------------------- generation report
-_STAT_ROWS: list[tuple[str, str]] = [
-    ("mean", "mean"), ("std", "std"), ("skew", "skew"), ("excess_kurtosis", "excess kurtosis"),
-    *[(f"acf_{k}", f"ACF(r) lag {k}") for k in range(1, 6)],
-    *[(f"acf_abs_{k}", f"ACF(abs r) lag {k}") for k in range(1, 6)],
-    ("leverage_mean", "leverage corr(r_t, abs r_t+k), k=1-5"),
-]
+METRICS_JSON = "metrics.json"
+METRICS_SCHEMA = "wavefin.generation.metrics/1"
+# The samplers table: config name -> (label, number of denoising steps), the issue's three on the same model.
+SAMPLERS: dict[str, tuple[str, int]] = {"ddpm": ("DDPM", 1000), "ddim": ("DDIM", 50),
+                                        "dpmsolver": ("DPM-Solver++", 20)}
+# Two discriminative scores differ "beyond noise" when their means are more than this many standard errors
+# (sqrt(std_a^2 / seeds + std_b^2 / seeds)) apart.
+NOISE_STANDARD_ERRORS = 2.0
+FLOOR = "real_train"
+GENERATION_FIGURE_DPI = 72  # ~7 figures per series, also inlined into Dagster metadata: keep them small
+ProgressLog = Callable[[str], None]
+
+_OVERLAP_NOTE = (
+    "Real test windows are cut at stride 1 from the contiguous held-out test returns, so consecutive windows "
+    "overlap. That is fine for distribution metrics (marginals, ACFs, facts and the TSGBench distances estimate "
+    "the same quantities, only with less independent data than the window count suggests), and it is why the "
+    "discriminative score of real train windows (the floor) is not 0: compare generators with the floor."
+)
 
 
-def _flat_stats(windows: np.ndarray) -> dict[str, float]:
-    s = M.window_stats(windows, nlags=10)
-    out = {k: float(s[k]) for k in ("mean", "std", "skew", "excess_kurtosis")}
-    for k in range(1, 6):
-        out[f"acf_{k}"] = float(s["acf"][k])
-        out[f"acf_abs_{k}"] = float(s["acf_abs"][k])
-    lev = s["leverage"][np.isfinite(s["leverage"])]
-    out["leverage_mean"] = float(lev.mean()) if lev.size else float("nan")
+@dataclass
+class SeriesGeneration:
+    """One series' inputs to the generation report, all in that series' own log-return units.
+
+    ``real_test``: its held-out test windows at stride 1 (N, T); ``train_returns``: its contiguous TRAIN log
+    returns, what every classical generator is fitted on; ``wavefin``: the diffusion model's windows for this
+    series (M, T), decoded with its own inverse map; every classical generator draws M windows too.
+    ``start_price`` (the last train close) scales the price-path figure; ``context`` adds lines to the section;
+    scalograms (magnitudes or real+imag, a few each) are plotted when given.
+    """
+
+    name: str
+    real_test: np.ndarray
+    train_returns: np.ndarray
+    wavefin: np.ndarray
+    start_price: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    real_scalograms: np.ndarray | None = None
+    synth_scalograms: np.ndarray | None = None
+
+
+def derived_seed(*parts: Any) -> int:
+    """A stable 32-bit seed from any parts (e.g. the run seed, a series and a generator name): distinct draws
+    per series and generator that do not change when another series is added."""
+    return zlib.crc32(":".join(str(p) for p in parts).encode())
+
+
+def _failed_entry(n: int, description: str, error: str) -> dict[str, Any]:
+    from wavefin_core.evaluation.facts import FACTS
+
+    return {
+        "discriminative_score": {"mean": None, "std": None, "seeds": 0},
+        "discriminative_score_logistic": None,
+        "predictive_score": {"mean": None, "std": None, "seeds": 0, "real_mean": None, "real_std": None},
+        "mdd": None, "acd": None, "sd": None, "kd": None,
+        "facts": {f: {"real": None, "synthetic": None, "reproduced": False} for f in FACTS},
+        "facts_reproduced": 0, "facts_present_in_real": 0, "std_ratio": None, "n_windows": n,
+        "description": description, "params": {}, "error": error,
+    }
+
+
+def _score_generator(real: np.ndarray, synth: np.ndarray, train_windows: np.ndarray, *, seed: int,
+                     discriminative_seeds: int, predictive_seeds: int, classifier_steps: int | None) -> dict[str, Any]:
+    from wavefin_core.evaluation.discriminative import posthoc_discriminative_score, tstr_predictive_score
+    from wavefin_core.evaluation.facts import compare_facts, present_in_real
+    from wavefin_core.evaluation.tsgbench import tsgbench_distances
+
+    steps = {} if classifier_steps is None else {"steps": int(classifier_steps)}
+    disc = posthoc_discriminative_score(real, synth, seeds=discriminative_seeds, **steps)
+    pred = tstr_predictive_score(synth, train_windows, real, seeds=predictive_seeds, **steps)
+    facts = compare_facts(real, synth)
+    real_values = {f: v["real"] for f, v in facts.items()}
+    return {
+        "discriminative_score": {k: disc[k] for k in ("mean", "std", "seeds", "values", "n_test")},
+        "discriminative_score_logistic": M.discriminative_score(real, synth, seed=seed)["discriminative_score"],
+        "predictive_score": {k: pred[k] for k in ("mean", "std", "seeds", "real_mean", "real_std", "n", "target")},
+        **tsgbench_distances(real, synth),
+        "facts": facts,
+        "facts_reproduced": int(sum(v["reproduced"] for v in facts.values())),
+        "facts_present_in_real": int(sum(present_in_real(f, v, real_values) for f, v in real_values.items())),
+        "std_ratio": float(synth.std() / real.std()) if real.std() > 0 else float("nan"),
+        "n_windows": int(synth.shape[0]),
+    }
+
+
+def evaluate_series(
+    data: SeriesGeneration,
+    *,
+    seed: int = 0,
+    discriminative_seeds: int = 5,
+    predictive_seeds: int = 3,
+    classifier_steps: int | None = None,
+    log: ProgressLog | None = None,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit every classical generator on the series' train returns, draw as many windows as wavefin has, and score
+    all of them (and wavefin) against the real test windows. ``classifier_steps`` overrides the training steps
+    of the discriminative and TSTR networks (None: their defaults; fewer only for quick tests).
+
+    Returns the series' ``metrics.json`` section ``{"n_real_test", "generators": {GEN: {...}}, ...}`` and the
+    window set of every generator that produced one. A generator whose fit fails keeps its row with null scores
+    and an ``error``; the real and wavefin inputs themselves must be usable (DataError naming the series).
+    """
+    from wavefin_core.evaluation.generators import CLASSICAL_GENERATORS, GeneratorFitError, fit_generator
+
+    log = log or (lambda message: None)
+    real = M._windows(data.real_test, f"real test windows of series {data.name!r}", min_rows=10)
+    synth = M._windows(data.wavefin, f"wavefin windows of series {data.name!r}", min_rows=10)
+    n, length = synth.shape
+    if real.shape[1] != length:
+        raise DataError(f"series {data.name!r}: real test windows have length {real.shape[1]} but the wavefin "
+                        f"windows {length}; generate with the model trained on this window length.")
+    train = np.asarray(data.train_returns, dtype=np.float64).ravel()
+    if train.size < length + 10:
+        raise DataError(f"series {data.name!r} has {train.size} train returns, fewer than a window ({length}) "
+                        "+ 10; supply more data or a larger train_fraction.")
+    train_windows = np.lib.stride_tricks.sliding_window_view(train, length)
+    windows: dict[str, np.ndarray] = {"wavefin": synth}
+    about: dict[str, dict[str, Any]] = {"wavefin": {
+        "description": "wavefin scalogram diffusion model, decoded with this series' inverse map", "params": {}}}
+    for name in CLASSICAL_GENERATORS:
+        started = time.perf_counter()
+        try:
+            gen = fit_generator(name, train, series=data.name)
+            w = gen.sample(n, length, seed=derived_seed(seed, data.name, name))
+            if not np.isfinite(w).all():
+                raise GeneratorFitError(f"{name} sampled non-finite returns for series {data.name!r}.")
+            windows[name] = w
+            about[name] = {"description": gen.description, "params": dict(gen.params)}
+            log(f"{data.name}: fitted {name} on {train.size} train returns and drew {n} windows "
+                f"({time.perf_counter() - started:.1f}s)")
+        except (GeneratorFitError, DataError, ValueError, np.linalg.LinAlgError) as exc:
+            about[name] = {"description": name, "params": {}, "error": f"{type(exc).__name__}: {exc}"}
+            log(f"{data.name}: {name} unavailable: {exc}")
+    generators: dict[str, Any] = {}
+    for name, info in about.items():
+        if name not in windows:
+            generators[name] = _failed_entry(n, info["description"], info["error"])
+            continue
+        started = time.perf_counter()
+        entry = _score_generator(real, windows[name], train_windows, seed=derived_seed(seed, data.name, name),
+                                 discriminative_seeds=discriminative_seeds, predictive_seeds=predictive_seeds,
+                                 classifier_steps=classifier_steps)
+        generators[name] = {**entry, **info}
+        d = entry["discriminative_score"]
+        log(f"{data.name}: scored {name}: discriminative {d['mean']:.3f} +- {d['std']:.3f} "
+            f"({time.perf_counter() - started:.1f}s)")
+    section = {
+        "n_real_test": int(real.shape[0]),
+        "window_length": int(length),
+        "n_synthetic": int(n),
+        "n_train_returns": int(train.size),
+        "generators": generators,
+    }
+    section["verdict"] = _verdict(data.name, generators)
+    return section, windows
+
+
+def _disc(entry: dict[str, Any]) -> tuple[float, float, int] | None:
+    d = entry["discriminative_score"]
+    if d.get("mean") is None or not math.isfinite(d["mean"]):
+        return None
+    return float(d["mean"]), float(d.get("std") or 0.0), max(int(d.get("seeds") or 1), 1)
+
+
+def _compare(a: tuple[float, float, int], b: tuple[float, float, int]) -> tuple[float, float]:
+    """(b_mean - a_mean, its noise threshold): NOISE_STANDARD_ERRORS standard errors of the difference."""
+    se = math.sqrt(a[1] ** 2 / a[2] + b[1] ** 2 / b[2])
+    return b[0] - a[0], NOISE_STANDARD_ERRORS * se
+
+
+def _verdict(series: str, generators: dict[str, Any]) -> str:
+    """One line: is wavefin closer to the real test data than each classical generator, by the discriminative
+    score and its seed noise, and where is the floor?"""
+    w = _disc(generators["wavefin"])
+    if w is None:
+        return f"{series}: no verdict (wavefin's discriminative score is unavailable)."
+    closer, within, further, missing = [], [], [], []
+    for name, entry in generators.items():
+        if name in ("wavefin", FLOOR):
+            continue
+        g = _disc(entry)
+        if g is None:
+            missing.append(name)
+            continue
+        diff, noise = _compare(w, g)
+        (closer if diff > noise else further if diff < -noise else within).append(name)
+    parts = [f"{series}: wavefin's discriminative score is {w[0]:.3f} ± {w[1]:.3f}",
+             "closer to real than " + (", ".join(closer) if closer else "none of the classical generators")]
+    if within:
+        parts.append("within noise of " + ", ".join(within))
+    if further:
+        parts.append("further from real than " + ", ".join(further))
+    if missing:
+        parts.append("not compared with " + ", ".join(missing) + " (unavailable)")
+    floor = _disc(generators.get(FLOOR, {"discriminative_score": {}}))
+    if floor is None:
+        tail = "floor unavailable"
+    else:
+        diff, noise = _compare(floor, w)
+        where = ("within noise of the floor" if abs(diff) <= noise else
+                 f"{diff:+.3f} from the floor")
+        tail = f"floor (real train windows) {floor[0]:.3f} ± {floor[1]:.3f}; wavefin is {where}"
+    return "; ".join(parts) + ". " + tail[0].upper() + tail[1:] + "."
+
+
+def _sampler_section(samplers: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """The ``samplers`` part of metrics.json, with every required key present (null with a note if missing)."""
+    out: dict[str, Any] = {}
+    for name, (label, steps) in SAMPLERS.items():
+        given = dict((samplers or {}).get(name) or {})
+        entry = {"label": f"{label}({given.get('steps', steps)})", "steps": int(given.get("steps", steps)),
+                 "seconds_per_1000": given.get("seconds_per_1000"),
+                 "discriminative_score": given.get("discriminative_score")}
+        entry.update({k: v for k, v in given.items() if k not in entry})
+        if entry["seconds_per_1000"] is None and "note" not in entry:
+            entry["note"] = "not measured in this run (synthetic_series benchmark_samplers=false)"
+        out[name] = entry
     return out
 
 
+def _json_safe(value: Any, path: str, nulls: dict[str, str], reason: str) -> Any:
+    """Plain JSON types; a non-finite float becomes null and its path is recorded with ``reason``."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v, f"{path}.{k}" if path else str(k), nulls, reason) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, f"{path}[{i}]", nulls, reason) for i, v in enumerate(value)]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if math.isfinite(float(value)):
+            return float(value)
+        nulls[path] = reason
+        return None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def build_generation_metrics(sections: dict[str, dict[str, Any]], samplers: dict[str, dict[str, Any]] | None,
+                             context: dict[str, Any]) -> dict[str, Any]:
+    """The ``metrics.json`` document: the issue's schema plus context, protocol notes and ``null_values`` (the
+    path and reason of every null, since JSON has no NaN)."""
+    nulls: dict[str, str] = {}
+    series_out: dict[str, Any] = {}
+    for name, section in sections.items():
+        out = {k: _json_safe(v, f"series.{name}.{k}", nulls, "not finite as computed")
+               for k, v in section.items() if k != "generators"}
+        gens = {}
+        for gen, entry in section["generators"].items():
+            path = f"series.{name}.generators.{gen}"
+            if entry.get("error"):
+                reason = f"generator unavailable: {entry['error']}"
+                for key in ("mdd", "acd", "sd", "kd", "discriminative_score_logistic", "std_ratio"):
+                    nulls[f"{path}.{key}"] = reason
+                nulls[f"{path}.discriminative_score"] = nulls[f"{path}.predictive_score"] = reason
+                nulls[f"{path}.facts"] = reason
+            else:
+                reason = ("not finite as computed (a statistic of a constant, too short or tail-less sample, "
+                          "e.g. a Hill index without positive tail values)")
+            gens[gen] = _json_safe(entry, path, nulls, reason)
+        out["generators"] = gens
+        series_out[name] = out
+    sampler_part = {}
+    for name, entry in _sampler_section(samplers).items():
+        reason = entry.get("note", "not measured")
+        sampler_part[name] = _json_safe(entry, f"samplers.{name}", nulls, reason)
+        for key in ("seconds_per_1000", "discriminative_score"):
+            if sampler_part[name][key] is None:
+                nulls[f"samplers.{name}.{key}"] = reason
+    return {
+        "schema": METRICS_SCHEMA,
+        "context": _json_safe(context, "context", nulls, "not finite"),
+        "protocol": {
+            "real": "held-out TEST windows at stride 1, per series, in the series' own log-return units",
+            "generators": "all fitted on the series' TRAIN returns only; each draws as many windows as wavefin",
+            "discriminative_score": "TimeGAN post-hoc classifier |held-out accuracy - 0.5|, mean and std "
+                                    "(ddof 1) over seeds; 0 = indistinguishable",
+            "discriminative_score_logistic": "fast second column: logistic regression on window features, 1 seed",
+            "predictive_score": "TSTR: MAE on the real test windows of a next-step predictor trained on n "
+                                "synthetic windows (mean), and on n real train windows (real_mean), same n",
+            "tsgbench": "mdd, acd, sd, kd with TSGBench's definitions (wavefin_core.evaluation.tsgbench)",
+            "facts": "reproduced = present in the real data and within the stated tolerance "
+                     "(wavefin_core.evaluation.facts.FACT_TOLERANCES)",
+            "verdict": f"differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise count",
+            "overlapping_windows": _OVERLAP_NOTE,
+        },
+        "series": series_out,
+        "samplers": sampler_part,
+        "null_values": nulls,
+    }
+
+
+def _write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    text = json.dumps(document, indent=2, allow_nan=False)  # allow_nan=False: a NaN here is a bug, not output
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+
+
+def _pm(entry: dict[str, Any] | None, digits: int = 3) -> str:
+    if not entry or entry.get("mean") is None:
+        return "—"
+    std = entry.get("std")
+    return f"{entry['mean']:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{entry['mean']:.{digits}f}"
+
+
+def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figures: list[str],
+               discriminative_seeds: int) -> list[str]:
+    from wavefin_core.evaluation.facts import FACT_PRESENCE, FACTS, present_in_real
+
+    gens = section["generators"]
+    header = ["generator", f"discriminative (CNN, {discriminative_seeds} seeds)", "logistic (fast, 1 seed)",
+              "TSTR MAE: trained on it", "TSTR MAE: trained on real (same n)", "MDD", "ACD", "SD", "KD",
+              "std / real std", "facts reproduced"]
+    rows = []
+    for gen, e in gens.items():
+        if e.get("error"):
+            rows.append([gen, f"unavailable: {e['error']}", *["—"] * (len(header) - 2)])
+            continue
+        p = e["predictive_score"]
+        rows.append([
+            f"**{gen}**" if gen == "wavefin" else (f"{gen} (floor)" if gen == FLOOR else gen),
+            _pm(e["discriminative_score"]), _fmt(e["discriminative_score_logistic"]), _pm(p, 5),
+            _pm({"mean": p["real_mean"], "std": p["real_std"]}, 5),
+            _fmt(e["mdd"]), _fmt(e["acd"]), _fmt(e["sd"]), _fmt(e["kd"]), _fmt(e["std_ratio"]),
+            f"{e['facts_reproduced']} of {e['facts_present_in_real']}",
+        ])
+    any_entry = next((e for e in gens.values() if not e.get("error")), None)
+    fact_rows = []
+    if any_entry is not None:
+        real_values = {f: any_entry["facts"][f]["real"] for f in FACTS}
+        for fact in FACTS:
+            rv = real_values[fact]
+            row = [fact, FACT_PRESENCE[fact], _fmt(rv), "yes" if present_in_real(fact, rv, real_values) else "no"]
+            for e in gens.values():
+                if e.get("error"):
+                    row.append("—")
+                else:
+                    f = e["facts"][fact]
+                    row.append(f"{_fmt(f['synthetic'])} {'✓' if f['reproduced'] else '✗'}")
+            fact_rows.append(row)
+    pred_target = next((e["predictive_score"].get("target") for e in gens.values() if not e.get("error")), "return")
+    about = [f"- **{gen}**: {e.get('description', gen)}" + (
+        " (" + ", ".join(f"{k} {_fmt(v)}" for k, v in e["params"].items()) + ")" if e.get("params") else "")
+        for gen, e in gens.items()]
+    md = [
+        f"## {name}", "",
+        f"**Verdict.** {section['verdict']}", "",
+        f"Real: {section['n_real_test']} held-out test windows at stride 1; every generator: "
+        f"{section['n_synthetic']} windows of {section['window_length']} steps; classical generators fitted on "
+        f"{section['n_train_returns']} train returns.",
+        *[f"- {k}: `{v}`" for k, v in data.context.items()], "",
+        "### Scores",
+        "Lower is better everywhere except TSTR, where the synthetic-trained MAE should be close to the "
+        f"real-trained one (target: next-step {pred_target}). Discriminative: mean ± std over seeds.", "",
+        _table(header, rows), "",
+        "### Stylized facts",
+        "Real value, whether the real test data shows the fact, then each generator's value: ✓ = reproduced "
+        "(present in real and within tolerance), ✗ = not.", "",
+        _table(["fact", "present in real when", "real", "present?", *gens], fact_rows), "",
+        "### Generators", *about, "",
+        "### Figures", *[f"{m}\n" for m in figures],
+    ]
+    return md
+
+
+def _samplers_md(samplers: dict[str, Any]) -> list[str]:
+    rows = []
+    for e in samplers.values():
+        n = e.get("n_samples")
+        rows.append([e["label"], str(e["steps"]), "—" if n is None else str(n), _fmt(e["seconds_per_1000"]),
+                     _pm({"mean": e["discriminative_score"], "std": e.get("discriminative_std")})
+                     if e["discriminative_score"] is not None else "—",
+                     e.get("note", "")])
+    series = next((e.get("series") for e in samplers.values() if e.get("series")), None)
+    return [
+        "## Samplers",
+        "The same model sampled with each scheduler: wall-clock seconds per 1,000 windows (sampling only, on the "
+        "device of the run) and the discriminative score of the windows it produced"
+        + (f" against series {series}'s test windows" if series else "")
+        + ". Fewer windows (DDPM) means a noisier score: see the windows column.", "",
+        _table(["sampler", "steps", "windows", "seconds per 1,000", "discriminative", "note"], rows), "",
+    ]
+
+
+def _series_figures(figs: _Figures, data: SeriesGeneration, section: dict[str, Any],
+                    windows: dict[str, np.ndarray]) -> list[str]:
+    start = len(figs.md)
+    name = data.name
+    sets = {"real (test)": data.real_test, **windows}
+    lags = min(20, data.real_test.shape[1] - 2)
+    scores = {g: (e["discriminative_score"]["mean"] if e["discriminative_score"]["mean"] is not None else np.nan,
+                  e["discriminative_score"]["std"] or 0.0) for g, e in section["generators"].items()}
+    figs.add(P.plot_score_bars(scores, floor=FLOOR, title=f"{name}: discriminative score (mean ± std over seeds)"),
+             f"{name}_discriminative", f"{name} discriminative scores")
+    figs.add(P.plot_acf_overlay(sets, nlags=lags, title=name), f"{name}_acf", f"{name} ACF overlays")
+    figs.add(P.plot_qq(sets, title=f"{name}: QQ against the real test returns"), f"{name}_qq", f"{name} QQ plot")
+    figs.add(P.plot_histogram_overlay(sets, title=f"{name}: return distribution"), f"{name}_histograms",
+             f"{name} histograms")
+    figs.add(P.plot_price_paths(data.real_test, windows["wavefin"], start_price=data.start_price or 1.0,
+                                title=f"{name}: sample price paths"), f"{name}_paths", f"{name} sample paths")
+    for label, images in (("real", data.real_scalograms), ("synthetic", data.synth_scalograms)):
+        if images is not None and len(images):
+            idx = np.unique(np.linspace(0, len(images) - 1, num=min(4, len(images))).round().astype(int))
+            figs.add(P.plot_scalogram_grid(np.asarray(images)[idx], [f"{name} {label} #{i}" for i in idx], n=4),
+                     f"{name}_scalograms_{label}", f"{name} {label} scalograms")
+    return figs.md[start:]
+
+
+def _flat_headline(document: dict[str, Any]) -> dict[str, float]:
+    """``{series}.{generator}.{metric}`` and ``sampler.{name}.{metric}`` floats for MLflow and Dagster."""
+    flat: dict[str, float] = {}
+    for name, section in document["series"].items():
+        flat[f"{name}.n_real_test"] = float(section["n_real_test"])
+        for gen, e in section["generators"].items():
+            values = {
+                "discriminative_mean": e["discriminative_score"]["mean"],
+                "discriminative_std": e["discriminative_score"]["std"],
+                "discriminative_logistic": e["discriminative_score_logistic"],
+                "predictive_mae": e["predictive_score"]["mean"],
+                "predictive_mae_real": e["predictive_score"]["real_mean"],
+                "mdd": e["mdd"], "acd": e["acd"], "sd": e["sd"], "kd": e["kd"], "std_ratio": e["std_ratio"],
+                "facts_reproduced": e["facts_reproduced"],
+            }
+            flat.update({f"{name}.{gen}.{k}": float(v) for k, v in values.items() if v is not None})
+    for name, e in document["samplers"].items():
+        for key in ("seconds_per_1000", "discriminative_score"):
+            if e.get(key) is not None:
+                flat[f"sampler.{name}.{key}"] = float(e[key])
+    return flat
+
+
 def write_generation_report(
-    real_test_windows: Any,
-    synth_windows: Any,
+    series: list[SeriesGeneration],
     out_dir: str | os.PathLike[str],
     *,
     title: str,
     context: dict[str, Any],
-    real_scalograms: Any = None,
-    synth_scalograms: Any = None,
+    samplers: dict[str, dict[str, Any]] | None = None,
     seed: int = 0,
-    train_returns: Any = None,
-    real_train_windows: Any = None,
+    discriminative_seeds: int = 5,
+    predictive_seeds: int = 3,
+    classifier_steps: int | None = None,
+    log: ProgressLog | None = None,
     filename: str = "generation_report.md",
 ) -> ReportResult:
-    """Compare synthetic windows (M, W) with HELD-OUT real windows (N, W); write ``out_dir/filename``.
+    """Per-series generation report: wavefin against every classical generator on each series' held-out data.
 
-    ``train_returns`` (the real TRAIN split's returns, 1-D) enables the GARCH-t baseline column and the
-    TSTR reference; ``real_train_windows`` overrides the windows the TSTR reference trains on (otherwise cut
-    from ``train_returns``, else the first half of the test windows). Scalograms, if given, are plotted
-    ((N, S, T) magnitudes, complex, or (N, 2, S, T) real+imag).
-
-    Metric keys (all floats): ``n_real``, ``n_synth``, ``window_length``; ``{real,synth,garch}_{mean, std,
-    skew, excess_kurtosis, acf_1..5, acf_abs_1..5, leverage_mean}``; ``mdd``, ``acd``, ``acf_abs_diff``,
-    ``sd``, ``kd``, ``discriminative_score``, ``discriminative_accuracy``, ``predictive_mae_synth``,
-    ``predictive_mae_real``, ``predictive_mae_ratio``; ``{real,synth,garch}_fact_<fact>`` (1.0 holds / 0.0)
-    and ``synth_facts_matching_real`` (count); with GARCH also ``garch_mdd``, ``garch_acd``, ...,
-    ``garch_discriminative_score``, ``garch_predictive_mae``.
+    For each :class:`SeriesGeneration`, :func:`evaluate_series` fits the classical generators on the train
+    returns, draws as many windows as wavefin produced and scores every generator against the real test windows
+    (post-hoc discriminative score over ``discriminative_seeds`` seeds, the fast logistic score, TSTR over
+    ``predictive_seeds`` seeds with the same n, TSGBench MDD/ACD/SD/KD, stylized facts with the real values).
+    ``classifier_steps`` is passed on to :func:`evaluate_series`.
+    ``samplers`` (``{"ddpm"|"ddim"|"dpmsolver": {"steps", "seconds_per_1000", "discriminative_score", ...}}``)
+    fills the samplers table. Writes ``out_dir/filename`` (markdown), ``out_dir/figures/*.png`` and
+    ``out_dir/metrics.json`` (schema in :func:`build_generation_metrics`), each atomically. ``log`` receives
+    progress lines. The returned metrics are the flat headline numbers (:func:`_flat_headline`).
     """
-    real = M._windows(real_test_windows, "real_test_windows", min_rows=5)
-    synth = M._windows(synth_windows, "synth_windows", min_rows=5)
-    if real.shape[1] != synth.shape[1]:
-        raise DataError(f"real test windows have length {real.shape[1]} but synthetic ones {synth.shape[1]}; "
-                        "generate windows with the same `window_length`.")
+    if not series:
+        raise ConfigError("write_generation_report needs at least one series; train the model on a series first.")
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"series names must be unique; got {names}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics: dict[str, float] = {"n_real": float(real.shape[0]), "n_synth": float(synth.shape[0]),
-                                 "window_length": float(real.shape[1])}
-
-    sets: dict[str, np.ndarray] = {"real": real, "synth": synth}
-    garch_note = "not computed (no `train_returns` given)"
-    if train_returns is not None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sets["garch"] = simulate_garch_t(train_returns, synth.shape[0], synth.shape[1], seed=seed)
-            garch_note = "GARCH(1,1), Student-t innovations, fitted on the train returns"
-        except (DataError, RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
-            garch_note = f"skipped: {exc}"
-            warnings.warn(f"generation report: GARCH-t baseline {garch_note}", RuntimeWarning, stacklevel=2)
-
-    stats = {name: _flat_stats(w) for name, w in sets.items()}
-    for name, st in stats.items():
-        metrics.update({f"{name}_{k}": v for k, v in st.items()})
-
-    tr, te, tstr_note = _train_windows_for_tstr(real_train_windows, train_returns, real)
-    scores: dict[str, dict[str, float]] = {}
-    for name in [n for n in sets if n != "real"]:
-        sc = M.distribution_distances(real, sets[name])
-        sc.update(M.discriminative_score(real, sets[name], seed=seed))
-        if tr is not None:
-            sc.update(M.predictive_score(tr, sets[name], te))
-        scores[name] = sc
-    metrics.update(scores["synth"])
-    if "garch" in scores:
-        g = scores["garch"]
-        metrics.update({f"garch_{k}": v for k, v in g.items() if not k.startswith("predictive")})
-        if "predictive_mae_synth" in g:
-            metrics["garch_predictive_mae"] = g["predictive_mae_synth"]
-
-    facts = {name: M.stylized_facts(w) for name, w in sets.items()}
-    for name, fs in facts.items():
-        metrics.update({f"{name}_fact_{k}": float(v) for k, v in fs.items()})
-    metrics["synth_facts_matching_real"] = float(sum(facts["synth"][k] == facts["real"][k]
-                                                     for k in facts["real"]))
-
-    # ---- figures
-    figs = _Figures(out_dir)
-    extra = {"GARCH-t": sets["garch"]} if "garch" in sets else None
-    figs.add(P.plot_return_histograms(real, synth, extra=extra), "return_histograms",
-             "return histograms")
-    figs.add(P.plot_acf_comparison(real, synth, nlags=min(20, real.shape[1] - 1), extra=extra),
-             "acf_comparison", "ACF of r and |r|")
-    figs.add(P.plot_sample_paths(real, synth, n=8), "sample_paths", "sample paths")
-    for label, images in (("real", real_scalograms), ("synthetic", synth_scalograms)):
-        if images is not None:
-            idx = np.unique(np.linspace(0, len(images) - 1, num=min(4, len(images))).round().astype(int))
-            figs.add(P.plot_scalogram_grid(np.asarray(images)[idx], [f"{label} #{i}" for i in idx], n=4),
-                     f"scalograms_{label[:5]}", f"{label} scalograms")
-
-    # ---- markdown
-    has_g = "garch" in sets
-    header = ["statistic", "real (held-out test)", "synthetic", "difference"]
-    if has_g:
-        header += ["GARCH-t", "GARCH-t difference"]
-    rows = []
-    for key, label in _STAT_ROWS:
-        rv, sv = stats["real"][key], stats["synth"][key]
-        row = [label, _fmt(rv), _fmt(sv), _fmt(sv - rv)]
-        if has_g:
-            gv = stats["garch"][key]
-            row += [_fmt(gv), _fmt(gv - rv)]
-        rows.append(row)
-
-    score_rows_def = [
-        ("mdd", "MDD (marginal distribution difference)", "0 = same histogram of returns; lower is better"),
-        ("acd", "ACD (ACF difference, lags 1-10)", "0 = same linear autocorrelation; lower is better"),
-        ("acf_abs_diff", "ACF(abs r) difference, lags 1-10", "0 = same volatility clustering; lower is better"),
-        ("sd", "SD (skewness difference)", "0 = same asymmetry; lower is better"),
-        ("kd", "KD (excess-kurtosis difference)", "0 = same tail heaviness; lower is better"),
-        ("discriminative_score", "discriminative score", "abs(accuracy - 0.5) of a real-vs-synthetic "
-         "classifier: 0 = indistinguishable, 0.5 = trivially told apart"),
-        ("predictive_mae_synth", "predictive score (TSTR MAE)", "MAE on real test windows of a next-step "
-         "model trained on this data; compare with the real-trained reference below"),
-        ("predictive_mae_real", "predictive reference (trained on real)", f"same model trained on {tstr_note}"),
-    ]
-    sheader = ["metric", "synthetic"] + (["GARCH-t"] if has_g else []) + ["how to read it"]
-    srows = []
-    for key, label, how in score_rows_def:
-        row = [label, _fmt(scores["synth"].get(key))]
-        if has_g:
-            row.append(_fmt(scores["garch"].get(key)))
-        srows.append(row + [how])
-
-    fheader = ["stylized fact", "rule", "real", "synthetic"] + (["GARCH-t"] if has_g else [])
-    frows = []
-    for fact, rule in M.FACT_RULES.items():
-        row = [fact.replace("_", " "), rule, _fmt(facts["real"][fact]), _fmt(facts["synth"][fact])]
-        if has_g:
-            row.append(_fmt(facts["garch"][fact]))
-        frows.append(row)
-
+    sections: dict[str, dict[str, Any]] = {}
+    figs = _Figures(out_dir, dpi=GENERATION_FIGURE_DPI)
+    series_md: list[str] = []
+    for data in series:
+        section, windows = evaluate_series(data, seed=seed, discriminative_seeds=discriminative_seeds,
+                                           predictive_seeds=predictive_seeds, classifier_steps=classifier_steps,
+                                           log=log)
+        sections[data.name] = section
+        figure_links = _series_figures(figs, data, section, windows)
+        series_md += _series_md(data.name, section, data, figure_links, discriminative_seeds)
+    document = build_generation_metrics(sections, samplers, context)
     md = [
         f"# {title}", "",
         "## Run context", _context_md(context), "",
-        f"Real: {real.shape[0]} held-out test windows; synthetic: {synth.shape[0]} windows; window length "
-        f"{real.shape[1]}. GARCH-t baseline: {garch_note}.", "",
-        "## Statistics of returns",
-        "Pooled over all values of the windows; ACFs use the pooled mean and variance and every lagged pair "
-        "inside a window.", "",
-        _table(header, rows), "",
-        "## Distances and scores", _table(sheader, srows), "",
-        "## Stylized facts", _table(fheader, frows), "",
-        f"Synthetic matches real on {int(metrics['synth_facts_matching_real'])} of {len(M.FACT_RULES)} facts.",
-        "",
-        "## Figures", *[f"{m}\n" for m in figs.md],
+        "## Verdicts",
+        "Is wavefin closer to the held-out real data than each classical generator, by the post-hoc "
+        f"discriminative score (differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise), "
+        "and how far is it from the floor (real train windows, which no generator can be expected to beat by "
+        "more than noise)?", "",
+        *[f"- {sections[n]['verdict']}" for n in names], "",
+        _OVERLAP_NOTE, "",
+        *series_md,
+        *_samplers_md(document["samplers"]),
+        f"Machine-readable numbers: [`{METRICS_JSON}`]({METRICS_JSON}).",
     ]
+    _write_json_atomic(out_dir / METRICS_JSON, document)
     md_path = out_dir / filename
     _write_text_atomic(md_path, "\n".join(md) + "\n")
-    return ReportResult(markdown_path=md_path, metrics=metrics, figures=figs.paths)
+    return ReportResult(markdown_path=md_path, metrics=_flat_headline(document), figures=figs.paths,
+                        document=document, metrics_json=out_dir / METRICS_JSON)
 
 
 # --------------------------------------------------------------------------------------- forecast report
-def _validate_results(results: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+FORECAST_ALPHA = 0.05
+FORECAST_METRICS_SCHEMA = "wavefin.forecast.metrics/1"
+_VERDICT_RULE = (
+    "A direction model is significant only if ALL hold: (1) it beats the best naive baseline (chosen by TRAIN "
+    "accuracy, so the choice never looks at the test windows) by the exact McNemar test on the windows where "
+    "the two disagree; (2) its accuracy beats the majority rate (the test share of the more frequent class) "
+    "by an exact binomial test; (3) its balanced accuracy is above 0.5. The larger of the two p-values is "
+    f"Holm-corrected over the models of the series' table and must be below {FORECAST_ALPHA:g}. A return model "
+    "is significant only if its RMSE is below both naive return forecasts (random walk and historical train "
+    "mean) and the larger Diebold-Mariano (HLN) p-value of the two comparisons, Holm-corrected over the return "
+    f"models of the table, is below {FORECAST_ALPHA:g}. The binomial p-value against 50% is an extra column only."
+)
+
+
+@dataclass
+class SeriesForecasts:
+    """Test-split forecasts of one series plus the train data its naive baselines are built and chosen from.
+
+    ``results``: ``[{"model": str, "kind": "direction" | "return", "pred": array, "proba": array | None}]``
+    on the test windows (for direction models ``pred`` may be omitted when ``proba`` = P(up) is given).
+    ``test_windows`` / ``train_windows``: the returns before each target (at least the last ``horizon``), from
+    which ``previous_direction`` is computed. ``train_return``: the train targets, for ``historical_mean``
+    (left out of the table when None). Targets must be the RAW returns (never winsorized).
+    """
+
+    name: str
+    horizon: int
+    y_true_direction: Any
+    y_true_return: Any
+    results: list[dict[str, Any]]
+    test_windows: Any
+    train_windows: Any
+    train_direction: Any
+    train_return: Any = None
+
+
+def _validate_results(results: list[dict[str, Any]], n: int, series: str = "") -> list[dict[str, Any]]:
+    where = f"series {series!r}: " if series else ""
     seen: set[str] = set()
     clean = []
     for i, r in enumerate(results):
         if not isinstance(r, dict) or "model" not in r or r.get("kind") not in ("direction", "return"):
-            raise ConfigError(f"results[{i}] must be a dict with 'model' and 'kind' in "
+            raise ConfigError(f"{where}results[{i}] must be a dict with 'model' and 'kind' in "
                               f"{{'direction', 'return'}}; got {r!r:.200}.")
         name = str(r["model"])
         if name in seen:
-            raise ConfigError(f"results: model name {name!r} appears twice; model names must be unique "
+            raise ConfigError(f"{where}results: model name {name!r} appears twice; model names must be unique "
                               "(e.g. 'lstm_direction' and 'lstm_return').")
+        if name in NAIVE_DIRECTION + NAIVE_RETURN:
+            raise ConfigError(f"{where}results[{i}] is named {name!r}, a naive baseline the report computes "
+                              "itself; rename the model.")
         seen.add(name)
         proba = None if r.get("proba") is None else np.asarray(r["proba"], dtype=np.float64).ravel()
         pred = r.get("pred")
         if pred is None and proba is not None and r["kind"] == "direction":
             pred = (proba > 0.5).astype(np.int64)
         if pred is None:
-            raise ConfigError(f"results[{i}] ({name}) has no 'pred'.")
+            raise ConfigError(f"{where}results[{i}] ({name}) has no 'pred'.")
         pred = np.asarray(pred).ravel()
         if pred.size != n or (proba is not None and proba.size != n):
-            raise DataError(f"results[{i}] ({name}) has {pred.size} predictions for {n} test windows; "
+            raise DataError(f"{where}results[{i}] ({name}) has {pred.size} predictions for {n} test windows; "
                             "predict on exactly the test windows of the report.")
         if r["kind"] == "direction":
             if not np.all(np.isin(pred, (0, 1))):
-                raise DataError(f"results[{i}] ({name}): direction predictions must be 0/1.")
+                raise DataError(f"{where}results[{i}] ({name}): direction predictions must be 0/1.")
             pred = pred.astype(np.int64)
         else:
             pred = pred.astype(np.float64)
@@ -370,153 +684,348 @@ def _validate_results(results: list[dict[str, Any]], n: int) -> list[dict[str, A
     return clean
 
 
+def judge_direction_models(y_true: Any, models: dict[str, dict[str, Any]], naive: dict[str, np.ndarray],
+                           best_naive: str, alpha: float = FORECAST_ALPHA) -> dict[str, dict[str, Any]]:
+    """Classification metrics and the verdict of every direction model of ONE table (one series).
+
+    ``models``: ``{name: {"pred": 0/1 array, "proba": P(up) or None}}``; ``naive``: ``{name: 0/1 array}``,
+    the naive baselines on the same test windows; ``best_naive``: the one chosen on train. Returns, per model
+    (naive ones included, never significant), the metrics of :func:`classification_metrics` plus
+    ``p_vs_best_naive`` (exact McNemar), ``p_vs_majority`` (exact binomial vs the majority rate),
+    ``p_vs_50`` (binomial vs 0.5, information only), ``p_holm`` and ``significant`` (see ``_VERDICT_RULE``).
+    """
+    from wavefin_core.evaluation.stats_tests import binomial_test, holm, mcnemar_exact
+
+    yt = np.asarray(y_true).ravel().astype(np.int64)
+    if best_naive not in naive:
+        raise ConfigError(f"best_naive={best_naive!r} is not one of the naive baselines {sorted(naive)}.")
+    up = float(yt.mean())
+    majority_rate = max(up, 1.0 - up)
+    best_pred = naive[best_naive]
+    best_acc = float(np.mean(best_pred == yt))
+    out: dict[str, dict[str, Any]] = {}
+    candidates = [(name, spec["pred"], spec.get("proba"), False) for name, spec in models.items()]
+    for name, pred, proba, is_naive in [(n, p, None, True) for n, p in naive.items()] + candidates:
+        c = M.classification_metrics(yt, pred, proba)
+        p_naive, wins, losses = mcnemar_exact(yt, pred, best_pred)
+        k = int(c["n_correct"])
+        # A majority rate of 1 (one class only) cannot be beaten: p = 1 rather than a test at p0 = 1.
+        p_major = binomial_test(k, yt.size, majority_rate) if majority_rate < 1.0 else 1.0
+        out[name] = {**c, "p_vs_best_naive": p_naive, "wins_vs_best_naive": float(wins),
+                     "losses_vs_best_naive": float(losses), "p_vs_majority": p_major, "p_vs_50": c["binomial_p"],
+                     "majority_rate": majority_rate, "naive": is_naive, "p_holm": float("nan"), "significant": False}
+    fitted = list(models)
+    if fitted:
+        joint = [max(out[m]["p_vs_best_naive"], out[m]["p_vs_majority"]) for m in fitted]
+        for m, p_adj in zip(fitted, holm(joint), strict=True):
+            e = out[m]
+            e["p_holm"] = float(p_adj)
+            e["significant"] = bool(p_adj < alpha and e["accuracy"] > best_acc and e["accuracy"] > majority_rate
+                                    and e["balanced_accuracy"] > 0.5)
+    return out
+
+
+def judge_return_models(y_true: Any, models: dict[str, np.ndarray], naive: dict[str, np.ndarray], horizon: int,
+                        alpha: float = FORECAST_ALPHA) -> dict[str, dict[str, Any]]:
+    """Regression metrics and verdicts of the return models of ONE table: each model is compared with EVERY
+    naive return forecast by a Diebold-Mariano (HLN) test; ``p_vs_best_naive`` is the largest of those
+    p-values, Holm-corrected into ``p_holm`` over the models; significant = RMSE below every naive forecast's
+    and ``p_holm < alpha``. Naive forecasts get their DM test against the random walk for information."""
+    from wavefin_core.evaluation.stats_tests import diebold_mariano, holm
+
+    yt = np.asarray(y_true, dtype=np.float64).ravel()
+    out: dict[str, dict[str, Any]] = {}
+    for name, pred in {**naive, **models}.items():
+        g = M.regression_metrics(yt, pred, naive_pred=naive["zero_return"], horizon=horizon)
+        entry: dict[str, Any] = {**g, "naive": name in naive, "p_holm": float("nan"), "significant": False}
+        if name not in naive:
+            p_each = {}
+            for other, other_pred in naive.items():
+                stat, p = diebold_mariano(yt - pred, yt - other_pred, horizon=horizon, loss="squared")
+                entry[f"dm_stat_vs_{other}"], entry[f"dm_p_vs_{other}"] = stat, p
+                p_each[other] = p if np.isfinite(p) else 1.0
+            entry["p_vs_best_naive"] = max(p_each.values())
+        else:
+            entry["p_vs_best_naive"] = float("nan")
+        out[name] = entry
+    fitted = list(models)
+    if fitted:
+        naive_rmse = min(out[m]["rmse"] for m in naive)
+        for m, p_adj in zip(fitted, holm([out[m]["p_vs_best_naive"] for m in fitted]), strict=True):
+            out[m]["p_holm"] = float(p_adj)
+            out[m]["significant"] = bool(p_adj < alpha and out[m]["rmse"] < naive_rmse)
+    return out
+
+
+def _train_accuracy_of_naive(sf: SeriesForecasts, horizon: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Naive direction forecasts on the TEST windows and the TRAIN accuracy of each (to choose the best)."""
+    train_dir = np.asarray(sf.train_direction).ravel()
+    train = naive_forecasts(train_dir, sf.train_windows, horizon)["direction"]
+    test = naive_forecasts(train_dir, sf.test_windows, horizon)["direction"]
+    if train["majority_class"].size != train_dir.size:
+        raise DataError(f"series {sf.name!r}: train_windows has {train['majority_class'].size} rows for "
+                        f"{train_dir.size} train directions; pass one window per train target.")
+    return {m: float(np.mean(train[m] == train_dir)) for m in NAIVE_DIRECTION}, test
+
+
+def evaluate_forecast_series(sf: SeriesForecasts, alpha: float = FORECAST_ALPHA) -> dict[str, Any]:
+    """Every model and naive baseline of one series on its test windows, with the verdicts."""
+    yd = np.asarray(sf.y_true_direction).ravel()
+    yr = np.asarray(sf.y_true_return, dtype=np.float64).ravel()
+    if yd.size != yr.size or yd.size == 0:
+        raise DataError(f"series {sf.name!r}: y_true_direction ({yd.size}) and y_true_return ({yr.size}) must "
+                        "be the same, non-zero length (the test windows).")
+    if not isinstance(sf.horizon, (int, np.integer)) or sf.horizon < 1:
+        raise ConfigError(f"series {sf.name!r}: horizon must be a positive integer; got {sf.horizon!r}.")
+    n = yd.size
+    res = _validate_results(sf.results, n, sf.name)
+    train_acc, naive_dir = _train_accuracy_of_naive(sf, int(sf.horizon))
+    if naive_dir["majority_class"].size != n:
+        raise DataError(f"series {sf.name!r}: test_windows has {naive_dir['majority_class'].size} rows for "
+                        f"{n} test targets.")
+    # Ties go to majority_class: the simpler rule wins when the data cannot tell them apart.
+    best_naive = max(reversed(NAIVE_DIRECTION), key=lambda m: train_acc[m])
+    direction = judge_direction_models(
+        yd, {r["model"]: r for r in res if r["kind"] == "direction"}, naive_dir, best_naive, alpha)
+    naive_ret = {"zero_return": np.zeros(n)}
+    if sf.train_return is not None:
+        naive_ret["historical_mean"] = np.full(n, float(np.mean(np.asarray(sf.train_return, dtype=np.float64))))
+    returns = judge_return_models(yr, {r["model"]: r["pred"] for r in res if r["kind"] == "return"}, naive_ret,
+                                  int(sf.horizon), alpha)
+    up = float(yd.mean())
+    return {"n_test": n, "horizon": int(sf.horizon), "up_share": up, "majority_rate": max(up, 1.0 - up),
+            "best_naive": best_naive, "naive_train_accuracy": train_acc, "direction": direction,
+            "return": returns, "preds": {r["model"]: r["pred"] for r in res if r["kind"] == "return"},
+            "y_true_direction": yd, "y_true_return": yr,
+            "dir_preds": {**naive_dir, **{r["model"]: r["pred"] for r in res if r["kind"] == "direction"}}}
+
+
+_JSON_DIRECTION_KEYS = ("accuracy", "balanced_accuracy", "mcc", "macro_f1", "macro_precision", "macro_recall",
+                        "roc_auc", "p_vs_best_naive", "p_vs_majority", "p_vs_50", "p_holm", "significant",
+                        "wins_vs_best_naive", "losses_vs_best_naive")
+_JSON_RETURN_KEYS = ("rmse", "mae", "directional_accuracy", "dm_stat", "dm_p", "p_vs_best_naive", "p_holm",
+                     "significant")
+
+
+def build_forecast_metrics(sections: dict[str, dict[str, Any]], model_info: dict[str, dict[str, Any]],
+                           context: dict[str, Any]) -> dict[str, Any]:
+    """The forecast ``metrics.json`` document (issue 9's schema plus extra keys and ``null_values``)."""
+    nulls: dict[str, str] = {}
+    series_out: dict[str, Any] = {}
+
+    def info(model: str, is_naive: bool, path: str) -> dict[str, Any]:
+        if is_naive:
+            return {"params": 0, "train_seconds": 0.0}
+        got = model_info.get(model) or {}
+        out = {"params": got.get("params"), "train_seconds": got.get("train_seconds")}
+        for key, value in out.items():
+            if value is None:
+                nulls[f"{path}.{key}"] = "not recorded by the forecasters asset for this model"
+        return out
+
+    for name, sec in sections.items():
+        base = f"series.{name}"
+        models = {}
+        for model, e in sec["direction"].items():
+            path = f"{base}.models.{model}"
+            entry = {k: e.get(k) for k in _JSON_DIRECTION_KEYS}
+            if entry["roc_auc"] is None:
+                nulls[f"{path}.roc_auc"] = "no probabilities (a 0/1 forecast) or one class only in the test set"
+            if e["naive"]:
+                entry["p_holm"] = None
+                nulls[f"{path}.p_holm"] = "naive baseline: not one of the models tested"
+            models[model] = _json_safe({**entry, "naive": bool(e["naive"]), **info(model, e["naive"], path)},
+                                       path, nulls, "not finite as computed")
+        return_models = {}
+        for model, e in sec["return"].items():
+            path = f"{base}.return_models.{model}"
+            entry = {k: e.get(k) for k in _JSON_RETURN_KEYS}
+            if e["naive"]:
+                entry["p_vs_best_naive"] = entry["p_holm"] = None
+                nulls[f"{path}.p_vs_best_naive"] = nulls[f"{path}.p_holm"] = "naive baseline: not tested"
+                if model == "zero_return":
+                    entry["dm_stat"] = entry["dm_p"] = None
+                    nulls[f"{path}.dm_stat"] = nulls[f"{path}.dm_p"] = "the random walk compared with itself"
+            entry.update({k: v for k, v in e.items() if k.startswith("dm_") and k not in entry})
+            return_models[model] = _json_safe({**entry, "naive": bool(e["naive"]),
+                                               **info(model, e["naive"], path)}, path, nulls,
+                                              "not finite as computed (e.g. no non-zero forecast for "
+                                              "directional accuracy)")
+        series_out[name] = {
+            "n_test": int(sec["n_test"]), "horizon": int(sec["horizon"]),
+            "majority_rate": float(sec["majority_rate"]), "up_share": float(sec["up_share"]),
+            "best_naive": sec["best_naive"],
+            "naive_train_accuracy": _json_safe(sec["naive_train_accuracy"], f"{base}.naive_train_accuracy",
+                                               nulls, "not finite"),
+            "models": models, "return_models": return_models,
+        }
+    return {"schema": FORECAST_METRICS_SCHEMA, "context": _json_safe(context, "context", nulls, "not finite"),
+            "protocol": {"alpha": FORECAST_ALPHA, "verdict": _VERDICT_RULE,
+                         "targets": "raw (never winsorized) next-horizon log returns of the test split",
+                         "best_naive": "the naive direction baseline with the highest TRAIN accuracy "
+                                       "(ties: majority_class)"},
+            "series": series_out, "null_values": nulls}
+
+
+def _forecast_series_md(name: str, sec: dict[str, Any], model_info: dict[str, dict[str, Any]],
+                        metrics: dict[str, float]) -> tuple[list[str], list[str]]:
+    """Markdown tables of one series and its verdict sentences; fills flat ``{series}.{model}.{metric}``."""
+
+    def cost(model: str, is_naive: bool) -> list[str]:
+        if is_naive:
+            return ["0", "—"]
+        got = model_info.get(model) or {}
+        params = got.get("params")
+        return ["—" if params is None else f"{int(params):,}", _fmt(got.get("train_seconds"))]
+
+    best, majority = sec["best_naive"], sec["majority_rate"]
+    best_acc = sec["direction"][best]["accuracy"]
+    sentences, drows = [], []
+    for model, e in sec["direction"].items():
+        for key in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "p_vs_best_naive", "p_vs_majority",
+                    "p_vs_50", "p_holm", "roc_auc"):
+            if key in e and e[key] is not None and np.isfinite(e[key]):
+                metrics[f"{name}.{model}.{key}"] = float(e[key])
+        if e["naive"]:
+            verdict = "(best naive baseline)" if model == best else "(naive baseline)"
+        else:
+            metrics[f"{name}.{model}.significant"] = float(e["significant"])
+            verdict = "**significant**" if e["significant"] else "no"
+            if e["significant"]:
+                sentences.append(f"{name}: {model} beats the best naive baseline {best} significantly (accuracy "
+                                 f"{e['accuracy']:.4f} vs {best_acc:.4f}, majority rate {majority:.4f}, balanced "
+                                 f"accuracy {e['balanced_accuracy']:.4f}, Holm p = {_fmt(e['p_holm'])}).")
+            else:
+                why = []
+                if e["accuracy"] <= best_acc:
+                    why.append(f"accuracy {e['accuracy']:.4f} is not above {best}'s {best_acc:.4f}")
+                if e["accuracy"] <= majority:
+                    why.append(f"not above the majority rate {majority:.4f}")
+                if e["balanced_accuracy"] <= 0.5:
+                    why.append(f"balanced accuracy {e['balanced_accuracy']:.4f} is not above 0.5")
+                if not why:
+                    why.append(f"Holm-corrected p = {_fmt(e['p_holm'])} is not below {FORECAST_ALPHA:g} "
+                               f"({int(e['wins_vs_best_naive'])} windows right where {best} is wrong, "
+                               f"{int(e['losses_vs_best_naive'])} the reverse)")
+                sentences.append(f"{name}: {model} does not beat the naive baselines: {'; '.join(why)}.")
+        drows.append([model, _fmt(e["accuracy"]), _fmt(e["balanced_accuracy"]), _fmt(e["macro_f1"]),
+                      _fmt(e["mcc"]), _fmt(e.get("roc_auc")),
+                      "—" if e["naive"] else _fmt(e["p_vs_best_naive"]),
+                      "—" if e["naive"] else _fmt(e["p_vs_majority"]), _fmt(e["p_vs_50"]),
+                      "—" if e["naive"] else _fmt(e["p_holm"]), *cost(model, e["naive"]), verdict])
+    rrows = []
+    for model, g in sec["return"].items():
+        for key in ("rmse", "mae", "dm_stat", "dm_p", "p_holm"):
+            if np.isfinite(g.get(key, float("nan"))):
+                metrics[f"{name}.{model}.{key}"] = float(g[key])
+        if g["naive"]:
+            verdict = "(naive baseline)"
+        else:
+            metrics[f"{name}.{model}.significant"] = float(g["significant"])
+            verdict = "**significant**" if g["significant"] else "no"
+            word = "significantly beats" if g["significant"] else "does not significantly beat"
+            sentences.append(f"{name}: {model} {word} the naive return forecasts (RMSE {g['rmse']:.4g} vs "
+                             f"{min(sec['return'][m]['rmse'] for m in sec['return'] if sec['return'][m]['naive']):.4g}"
+                             f"; Holm p = {_fmt(g['p_holm'])}).")
+        rrows.append([model, _fmt(g["rmse"]), _fmt(g["mae"]), _fmt(g["directional_accuracy"]),
+                      "—" if model == "zero_return" else _fmt(g["dm_stat"]),
+                      "—" if model == "zero_return" else _fmt(g["dm_p"]),
+                      "—" if g["naive"] else _fmt(g["p_vs_best_naive"]),
+                      "—" if g["naive"] else _fmt(g["p_holm"]), *cost(model, g["naive"]), verdict])
+    train_acc = ", ".join(f"{m} {a:.4f}" for m, a in sec["naive_train_accuracy"].items())
+    md = [
+        f"## Series `{name}`",
+        f"{sec['n_test']} test windows, horizon {sec['horizon']}; up share {sec['up_share']:.4f}, majority rate "
+        f"{majority:.4f}. Best naive baseline (by TRAIN accuracy: {train_acc}): **{best}** "
+        f"(test accuracy {best_acc:.4f}).", "",
+        "### Direction",
+        _table(["model", "accuracy", "balanced acc", "macro-F1", "MCC", "ROC AUC", "p vs best naive (McNemar)",
+                "p vs majority (binomial)", "binomial p vs 50%", "Holm p", "params", "train s", "significant?"],
+               drows), "",
+        "### Return",
+        "Return units: as given (the pipeline uses each series' train-window std). DM = Diebold-Mariano test "
+        "(HLN-corrected, squared loss) vs the random walk (zero return); p vs best naive = the larger DM p "
+        "against the random walk and the historical train mean.", "",
+        _table(["model", "RMSE", "MAE", "directional acc", "DM stat vs RW", "DM p vs RW", "p vs best naive",
+                "Holm p", "params", "train s", "significant?"], rrows), "",
+    ]
+    return md, sentences
+
+
+def _accuracy_summary_md(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Direction accuracy of every model per series, side by side."""
+    names = list(sections)
+    models: list[str] = []
+    for sec in sections.values():
+        models += [m for m in sec["direction"] if m not in models]
+    rows = [[m, *[_fmt(sections[s]["direction"][m]["accuracy"]) if m in sections[s]["direction"] else "—"
+                  for s in names]] for m in models]
+    return ["## Direction accuracy per series", _table(["model", *names], rows), ""]
+
+
 def write_forecast_report(
-    results: list[dict[str, Any]],
+    series: list[SeriesForecasts],
     out_dir: str | os.PathLike[str],
     *,
     title: str,
     context: dict[str, Any],
-    y_true_direction: Any,
-    y_true_return: Any,
+    model_info: dict[str, dict[str, Any]] | None = None,
     figures_data: dict[str, Any] | None = None,
-    windows: Any = None,
-    train_direction: Any = None,
-    horizon: int = 1,
     filename: str = "forecast_report.md",
-    groups: Any = None,
+    alpha: float = FORECAST_ALPHA,
 ) -> ReportResult:
-    """Evaluate forecasts on the test windows and write ``out_dir/filename``.
+    """Evaluate every series' forecasts on its own test windows (its own horizon) and write the report.
 
-    ``groups`` (optional, one label per test window, e.g. the series name) adds a per-group direction-accuracy
-    table, so a model that only works on one series in a pooled evaluation is visible.
+    One table per series: the naive baselines (``previous_direction``, ``majority_class``; ``zero_return``
+    and ``historical_mean`` for returns) are always computed and shown; the verdict follows
+    ``_VERDICT_RULE`` (Holm over the models of the table). Writes ``out_dir/filename`` (markdown, with
+    figures) and ``out_dir/metrics.json`` (:func:`build_forecast_metrics`), each atomically.
 
-    ``results``: ``[{"model": str, "kind": "direction" | "return", "pred": array, "proba": array | None}]``
-    (for direction models ``pred`` may be omitted when ``proba`` = P(up) is given: pred = proba > 0.5).
-    The naive baselines are always in the tables: ``zero_return`` is added if missing; the direction
-    baselines ``previous_direction`` and ``majority_class`` are taken from ``results`` or computed with
-    :func:`naive_forecasts` from the TEST ``windows``, ``train_direction`` and ``horizon``
-    (ConfigError if neither). ``figures_data`` (optional): ``{"training_losses": {model: [loss, ...]},
-    "n_last": int}``.
-
-    Metric keys (floats): ``{model}_{metric}`` with classification metrics (``accuracy``, ``macro_f1``,
-    ``balanced_accuracy``, ``n``, ``n_correct``, ``binomial_p``, ``roc_auc``) for direction models and
-    regression metrics (``rmse``, ``mae``, ``n``, ``n_directional``, ``directional_accuracy``,
-    ``naive_rmse``, ``naive_mae``, ``dm_stat``, ``dm_p``) for return models; ``{model}_beats_naive``
-    (1.0/0.0) for non-baseline models; ``best_naive_accuracy``, ``naive_rmse``, ``n_test``.
+    ``model_info``: ``{model: {"params": int, "train_seconds": float}}`` for the fitted models.
+    ``figures_data`` (optional): ``{"training_losses": {model: [loss, ...]}, "n_last": int}``.
+    Flat metrics (for MLflow / Dagster): ``{series}.{model}.{metric}`` and ``{series}.n_test``.
     """
-    yd = np.asarray(y_true_direction).ravel()
-    yr = np.asarray(y_true_return, dtype=np.float64).ravel()
-    if yd.size != yr.size or yd.size == 0:
-        raise DataError(f"y_true_direction ({yd.size}) and y_true_return ({yr.size}) must be the same, "
-                        "non-zero length (the test windows).")
-    n = yr.size
-    res = _validate_results(results, n)
-    names = {r["model"] for r in res}
+    if not series:
+        raise ConfigError("write_forecast_report needs at least one series (a SeriesForecasts per series).")
+    names = [sf.name for sf in series]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"write_forecast_report: series names {names} are not unique.")
+    model_info = model_info or {}
+    sections = {sf.name: evaluate_forecast_series(sf, alpha) for sf in series}
+    document = build_forecast_metrics(sections, model_info, context)
 
-    missing = [m for m in NAIVE_DIRECTION if m not in names]
-    if missing:
-        if windows is None or train_direction is None:
-            raise ConfigError(f"write_forecast_report: naive baselines {missing} are missing; pass them in "
-                              "`results` or pass the test `windows` and `train_direction` (and `horizon`) "
-                              "so they can be computed.")
-        nv = naive_forecasts(train_direction, windows, horizon)
-        if nv["direction"]["majority_class"].size != n:
-            raise DataError(f"`windows` has {nv['direction']['majority_class'].size} rows for {n} test targets.")
-        res = [{"model": m, "kind": "direction", "pred": nv["direction"][m], "proba": None}
-               for m in missing] + res
-    if "zero_return" not in names:
-        res = [{"model": "zero_return", "kind": "return", "pred": np.zeros(n), "proba": None}] + res
-
-    metrics: dict[str, float] = {"n_test": float(n)}
-    dir_res = [r for r in res if r["kind"] == "direction"]
-    ret_res = [r for r in res if r["kind"] == "return"]
-    zero = next(r["pred"] for r in ret_res if r["model"] == "zero_return")
-
-    cls = {r["model"]: M.classification_metrics(yd, r["pred"], r["proba"]) for r in dir_res}
-    reg = {r["model"]: M.regression_metrics(yr, r["pred"], naive_pred=zero, horizon=horizon) for r in ret_res}
-    for name, d in {**cls, **reg}.items():
-        metrics.update({f"{name}_{k}": float(v) for k, v in d.items()})
-
-    best_naive = max(NAIVE_DIRECTION, key=lambda m: cls[m]["accuracy"])
-    best_acc = cls[best_naive]["accuracy"]
-    naive_rmse = reg["zero_return"]["rmse"]
-    metrics["best_naive_accuracy"] = best_acc
-    metrics["naive_rmse"] = naive_rmse
-
+    metrics: dict[str, float] = {}
+    md = [f"# {title}", "", "## Run context", _context_md(context), "",
+          "## How to read the verdicts", _VERDICT_RULE, ""]
     sentences: list[str] = []
-    drows = []
-    for r in dir_res:
-        name, c = r["model"], cls[r["model"]]
-        if name in NAIVE_DIRECTION:
-            verdict = "(naive baseline)"
-        else:
-            beats = c["accuracy"] > best_acc
-            metrics[f"{name}_beats_naive"] = float(beats)
-            significant = c["binomial_p"] < 0.05
-            verdict = ("yes" if significant else "yes (not significant)") if beats else "**no**"
-            if beats:
-                sentences.append(f"{name} beats the best naive baseline (accuracy {c['accuracy']:.4f} vs "
-                                 f"{best_acc:.4f} for {best_naive}; binomial p vs 50% = "
-                                 f"{_fmt(c['binomial_p'])}{'' if significant else ', not significant at 5%'}).")
-            else:
-                sentences.append(f"{name} does not beat the naive baseline (accuracy {c['accuracy']:.4f} "
-                                 f"vs {best_acc:.4f} for {best_naive}).")
-        drows.append([name, _fmt(c["accuracy"]), _fmt(c["macro_f1"]), _fmt(c["balanced_accuracy"]),
-                      _fmt(c.get("roc_auc")), _fmt(c["binomial_p"]), verdict])
-    rrows = []
-    for r in ret_res:
-        name, g = r["model"], reg[r["model"]]
-        if name in NAIVE_RETURN:
-            verdict = "(naive baseline)"
-        else:
-            beats = g["rmse"] < naive_rmse
-            metrics[f"{name}_beats_naive"] = float(beats)
-            significant = g["dm_stat"] < 0 and g["dm_p"] < 0.05
-            verdict = ("yes" if significant else "yes (not significant)") if beats else "**no**"
-            if beats:
-                sentences.append(f"{name} has a lower RMSE than the naive zero-return forecast ({g['rmse']:.4g} vs "
-                                 f"{naive_rmse:.4g}; DM p = {_fmt(g['dm_p'])}"
-                                 f"{'' if significant else ', not significant at 5%'}).")
-            else:
-                sentences.append(f"{name} does not beat the naive baseline (RMSE {g['rmse']:.4g} vs "
-                                 f"{naive_rmse:.4g} for zero_return).")
-        rrows.append([name, _fmt(g["rmse"]), _fmt(g["mae"]), _fmt(g["directional_accuracy"]),
-                      "—" if name in NAIVE_RETURN else _fmt(g["dm_stat"]),
-                      "—" if name in NAIVE_RETURN else _fmt(g["dm_p"]), verdict])
-
-    # ---- figures
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figs = _Figures(out_dir)
-    for r in [r for r in dir_res if r["model"] not in NAIVE_DIRECTION] or dir_res[:1]:
-        figs.add(P.plot_confusion(yd, r["pred"], f"{r['model']}: accuracy {cls[r['model']]['accuracy']:.3f}"),
-                 f"confusion_{r['model']}", f"confusion matrix {r['model']}")
     fd = figures_data or {}
-    figs.add(P.plot_forecast_vs_actual(yr, {r["model"]: r["pred"] for r in ret_res},
-                                       n_last=int(fd.get("n_last", 200))),
-             "forecast_vs_actual", "forecasts vs actual returns")
-    for name, losses in (fd.get("training_losses") or {}).items():
+    for name, sec in sections.items():
+        metrics[f"{name}.n_test"] = float(sec["n_test"])
+        metrics[f"{name}.majority_rate"] = float(sec["majority_rate"])
+        part, said = _forecast_series_md(name, sec, model_info, metrics)
+        md += part
+        sentences += said
+        for model, e in sec["direction"].items():
+            if not e["naive"]:
+                figs.add(P.plot_confusion(sec["y_true_direction"], sec["dir_preds"][model],
+                                          f"{name} {model}: accuracy {e['accuracy']:.3f}"),
+                         f"confusion_{name}_{model}", f"confusion matrix {name} {model}")
+        figs.add(P.plot_forecast_vs_actual(sec["y_true_return"], {"zero_return": np.zeros(sec["n_test"]),
+                                                                  **sec["preds"]},
+                                           n_last=int(fd.get("n_last", 200))),
+                 f"forecast_vs_actual_{name}", f"{name}: forecasts vs actual returns")
+    for model, losses in (fd.get("training_losses") or {}).items():
         if len(losses):
-            figs.add(P.plot_training_curve(losses, title=f"{name} training loss"), f"training_{name}",
-                     f"training curve {name}")
-
-    md = [
-        f"# {title}", "",
-        "## Run context", _context_md(context), "",
-        f"{n} test windows, horizon {horizon}; share of up moves in the test set: {float(yd.mean()):.4f}.", "",
-        "## Direction",
-        f"Best naive baseline: **{best_naive}** (accuracy {best_acc:.4f}). Binomial p: two-sided test of the "
-        "accuracy vs 50%. \"Beats\" = strictly higher accuracy than the best naive baseline.", "",
-        _table(["model", "accuracy", "macro-F1", "balanced acc", "ROC AUC", "binomial p", "beats best naive?"],
-               drows), "",
-        "## Return",
-        "Naive baseline: zero return (random walk). DM = Diebold-Mariano test (HLN-corrected) of squared "
-        "errors vs the zero-return forecast; DM stat < 0 means lower error than naive.", "",
-        _table(["model", "RMSE", "MAE", "directional acc", "DM stat", "DM p", "beats naive?"], rrows), "",
-        *_per_group_md(groups, yd, dir_res, n, metrics),
-        "## Verdict", *([f"- {s}" for s in sentences] or ["- Only naive baselines were evaluated."]), "",
-        "## Figures", *[f"{m}\n" for m in figs.md],
-    ]
+            figs.add(P.plot_training_curve(losses, title=f"{model} training loss"), f"training_{model}",
+                     f"training curve {model}")
+    md += [*_accuracy_summary_md(sections),
+           "## Verdict", *([f"- {s}" for s in sentences] or ["- Only naive baselines were evaluated."]), "",
+           "## Figures", *[f"{m}\n" for m in figs.md]]
+    _write_json_atomic(out_dir / METRICS_JSON, document)
     md_path = out_dir / filename
     _write_text_atomic(md_path, "\n".join(md) + "\n")
-    return ReportResult(markdown_path=md_path, metrics=metrics, figures=figs.paths)
+    return ReportResult(markdown_path=md_path, metrics=metrics, figures=figs.paths, document=document,
+                        metrics_json=out_dir / METRICS_JSON)

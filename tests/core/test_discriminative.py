@@ -1,0 +1,82 @@
+"""TimeGAN-protocol discriminative score and TSTR predictive score: known answers, seeds, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.evaluation.discriminative import posthoc_discriminative_score, tstr_predictive_score
+
+
+def test_gaussian_vs_independent_gaussian_scores_within_noise_of_zero() -> None:
+    rng = np.random.default_rng(0)
+    out = posthoc_discriminative_score(rng.standard_normal((1000, 64)), rng.standard_normal((1200, 64)), seeds=5,
+                                       steps=30)  # a null result needs no long training; keeps the test fast
+    assert out["seeds"] == 5 and len(out["values"]) == 5 and out["n_test"] == 400
+    assert out["n_train"] == 1600 and out["n_train_sharing_values"] == 0
+    # One seed's accuracy on 400 held-out windows has std 0.5 / sqrt(400) = 0.025 under the null; the mean of
+    # five |accuracy - 0.5| is ~0.02 in expectation. 0.05 = two single-seed standard deviations.
+    assert out["mean"] < 0.05, out
+    assert 0.0 <= out["std"] < 0.05
+
+
+def test_overlapping_stride1_windows_do_not_leak_into_the_held_out_part() -> None:
+    """Windows cut at stride 1 share values with their neighbours; a random split let the classifier recognise
+    held-out windows (0.49 measured on i.i.d. data); the block split with purge scores them like fresh data."""
+    rng = np.random.default_rng(5)
+    stride1 = np.lib.stride_tricks.sliding_window_view(rng.standard_t(4, 1063), 64).copy()  # 1000 windows
+    out = posthoc_discriminative_score(stride1, rng.standard_t(4, (1000, 64)), seeds=3, steps=50)
+    assert out["mean"] < 0.1, out
+    assert out["n_train_sharing_values"] == 0 and out["n_train"] < 1600  # the neighbours were dropped
+
+
+def test_detects_a_scale_difference_and_repeats_exactly() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((400, 64)), 2.0 * rng.standard_normal((600, 64))
+    threads, state = torch.get_num_threads(), torch.random.get_rng_state()
+    first = posthoc_discriminative_score(a, b, seeds=2, steps=30)
+    assert first["mean"] > 0.4 and first["n_test"] == 160  # larger set subsampled to 400: 80 + 80 held out
+    assert posthoc_discriminative_score(a, b, seeds=2, steps=30) == first  # the very same computation
+    assert torch.get_num_threads() == threads and torch.equal(torch.random.get_rng_state(), state)
+    with pytest.raises(DataError, match="window_length"):
+        posthoc_discriminative_score(a, b[:, :32])
+    with pytest.raises(ConfigError, match="seeds"):
+        posthoc_discriminative_score(a, b, seeds=0)
+
+
+def _ar_windows(rng: np.random.Generator, n: int, phi: float = 0.7) -> np.ndarray:
+    e = rng.standard_normal((n, 60))
+    x = np.zeros_like(e)
+    for t in range(1, 60):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    return x[:, 28:]  # 32 steps, started in the stationary distribution
+
+
+def test_tstr_same_n_and_penalises_synthetic_without_dynamics() -> None:
+    rng = np.random.default_rng(2)
+    real_train, real_test = _ar_windows(rng, 600), _ar_windows(rng, 200)
+    good = tstr_predictive_score(_ar_windows(rng, 400), real_train, real_test, seeds=2, steps=60)
+    assert good["n"] == 400 and good["seeds"] == 2 and good["target"] == "return"
+    # Same process, same N: the two MAEs differ only by sampling and training noise.
+    assert good["mean"] == pytest.approx(good["real_mean"], rel=0.05), good
+    iid = tstr_predictive_score(rng.standard_normal((400, 32)) * real_train.std(), real_train, real_test,
+                                seeds=2, steps=60)
+    assert iid["mean"] > 1.15 * iid["real_mean"], iid
+    # The real-trained reference depends on the real data, n and the seed only, not on the synthetic set.
+    assert iid["real_values"] == good["real_values"]
+    with pytest.raises(ConfigError, match="lower it"):
+        tstr_predictive_score(real_train, real_train, real_test, n=700)
+
+
+def test_tstr_abs_return_target_rewards_the_right_scale() -> None:
+    rng = np.random.default_rng(3)
+    real_train, real_test = rng.standard_normal((300, 32)), rng.standard_normal((100, 32))
+    right = tstr_predictive_score(rng.standard_normal((300, 32)), real_train, real_test, seeds=1, steps=60,
+                                  target="abs_return")
+    wrong = tstr_predictive_score(3.0 * rng.standard_normal((300, 32)), real_train, real_test, seeds=1, steps=60,
+                                  target="abs_return")
+    assert right["mean"] < 1.1 * right["real_mean"] and wrong["mean"] > 1.5 * wrong["real_mean"]
+    with pytest.raises(ConfigError, match="target"):
+        tstr_predictive_score(real_train, real_train, real_test, target="price")  # type: ignore[arg-type]
