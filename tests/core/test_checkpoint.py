@@ -33,13 +33,7 @@ SHAPE = (2, 13, 22)  # not multiples of the UNet's downsampling, as in test_diff
 DIFFUSION = {"block_out_channels": (16, 32), "batch_size": 16, "epochs": 100, "max_steps": 12, "seed": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """One intra-op thread here and in the killed subprocess: the same computation in both, so results match."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/core/conftest.py
 
 
 def scalograms(n: int = 40, seed: int = 0) -> np.ndarray:

@@ -38,13 +38,7 @@ VIT = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors run fastest on one thread; on a shared 2-core box, intra-op threads spin and run ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/core/conftest.py
 
 
 def band_data(n: int, seed: int, p_up: float = 0.5, band: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

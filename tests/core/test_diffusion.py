@@ -34,13 +34,7 @@ def tiny_data(n: int = 64, seed: int = 0) -> np.ndarray:
     return (pattern + 0.3 * rng.standard_normal((n, *SHAPE))).astype(np.float32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors run fastest on one thread; on a shared 2-core box, intra-op threads spin and run ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/core/conftest.py
 
 
 @pytest.fixture(scope="module")

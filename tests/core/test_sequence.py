@@ -26,13 +26,7 @@ VARIANTS = [None, 2]
 IDS = ["lstm", "haar-lstm"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """Tiny tensors run fastest on one thread; on a shared 2-core box, intra-op threads spin and run ~10x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/core/conftest.py
 
 
 def rule_data(n: int, seed: int, drift: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
