@@ -23,7 +23,6 @@ __all__ = [
     "plot_return_histograms",
     "plot_acf_comparison",
     "plot_scalogram_grid",
-    "plot_sample_paths",
     "plot_training_curve",
     "plot_confusion",
     "plot_forecast_vs_actual",
@@ -137,22 +136,6 @@ def plot_scalogram_grid(images: Any, titles: list[str] | None = None, n: int = 4
 
 def _spaced(a: np.ndarray, n: int) -> np.ndarray:
     return a[np.unique(np.linspace(0, len(a) - 1, num=min(n, len(a))).round().astype(int))]
-
-
-def plot_sample_paths(real_windows: Any, synth_windows: Any, n: int = 8) -> Figure:
-    """Cumulative log-return paths of ``n`` evenly spaced real and synthetic windows, side by side, same y.
-    (Evenly spaced, not the first ``n``: consecutive real windows usually overlap and look alike.)"""
-    r = _spaced(np.asarray(real_windows, dtype=np.float64), n)
-    s = _spaced(np.asarray(synth_windows, dtype=np.float64), n)
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, w, c, t in ((axes[0], r, _REAL, "real (held-out)"), (axes[1], s, _SYNTH, "synthetic")):
-        for row in w:
-            ax.plot(np.r_[0.0, np.cumsum(row)], color=c, alpha=0.7, lw=1)
-        ax.set_title(t)
-        ax.set_xlabel("step")
-    axes[0].set_ylabel("cumulative log-return")
-    return fig
 
 
 def plot_training_curve(losses: Any, title: str = "training loss") -> Figure:
