@@ -65,6 +65,28 @@ def _summary(values: list[float]) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------------------------------------ discriminative
+def _train_seeded(build: Any, x: Any, y: Any, loss_fn: Any, seed: int, rng: np.random.Generator, steps: int,
+                  batch_size: int, lr: float) -> Any:
+    """Build a net and fit it with Adam on random minibatches; both scores train this way.
+
+    Weight init uses ``torch.manual_seed(seed)`` inside a forked RNG (the caller's torch RNG state is left as it
+    was), minibatch rows come from ``rng``: the same seed gives the same net on the same machine and threads.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build()
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        for _ in range(steps):
+            idx = torch.as_tensor(rng.integers(0, x.shape[0], size=min(batch_size, x.shape[0])))
+            loss = loss_fn(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return net
+
+
 def _classifier(channels: int) -> Any:
     import torch
     from torch import nn
@@ -142,18 +164,10 @@ def _one_discriminative_seed(r: np.ndarray, s: np.ndarray, seed: int, train_frac
         x_tr, x_te = x_tr / common, x_te / common
     xt = torch.as_tensor(x_tr, dtype=torch.float32)
     yt = torch.as_tensor(y_tr, dtype=torch.float32)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = _classifier(channels)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        for _ in range(steps):
-            idx = torch.as_tensor(rng.integers(0, xt.shape[0], size=min(batch_size, xt.shape[0])))
-            loss = F.binary_cross_entropy_with_logits(net(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            logits = net(torch.as_tensor(x_te, dtype=torch.float32)).numpy()
+    net = _train_seeded(lambda: _classifier(channels), xt, yt, F.binary_cross_entropy_with_logits, seed, rng,
+                        steps, batch_size, lr)
+    with torch.no_grad():
+        logits = net(torch.as_tensor(x_te, dtype=torch.float32)).numpy()
     accuracy = float(((logits > 0).astype(np.float64) == y_te).mean())
     return abs(accuracy - 0.5), n_train, r_shared + s_shared
 
@@ -239,19 +253,11 @@ def _fit_predict_mae(train: np.ndarray, test: np.ndarray, seed: int, target: str
         return x, torch.as_tensor(np.abs(y) if target == "abs_return" else y, dtype=torch.float32)
 
     x_tr, y_tr = xy(train)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = _predictor(channels)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        for _ in range(steps):
-            idx = torch.as_tensor(rng.integers(0, x_tr.shape[0], size=min(batch_size, x_tr.shape[0])))
-            loss = (net(x_tr[idx]) - y_tr[idx]).abs().mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        x_te, y_te = xy(test)
-        with torch.no_grad():
-            return float((net(x_te) - y_te).abs().mean()) * scale
+    net = _train_seeded(lambda: _predictor(channels), x_tr, y_tr, lambda out, y: (out - y).abs().mean(), seed,
+                        rng, steps, batch_size, lr)
+    x_te, y_te = xy(test)
+    with torch.no_grad():
+        return float((net(x_te) - y_te).abs().mean()) * scale
 
 
 # Real-trained reference MAEs by (data digest, n, seed, settings): a report scores several generators against the
