@@ -9,16 +9,26 @@
 - :func:`haar_denoise`: Haar DWT denoising, causal by default (no look-ahead).
 - :func:`haar_dwt_image` / :func:`haar_idwt_image`: exactly invertible Haar DWT image of a window.
 - :mod:`.images`: scalogram <-> network image helpers (real/imag channels, magnitudes, resize).
+- :func:`make_representation`: the generator's image representations (``complex``, ``logmag_phase``, ``haar``)
+  with train-fitted scaling, exact decoding and the range projection used at every sampler step.
 """
 
 from wavefin_core.wavelets.cwt import cwt, scale_frequencies
 from wavefin_core.wavelets.haar import haar_denoise, haar_dwt_image, haar_idwt_image
 from wavefin_core.wavelets.images import from_channels, log_magnitude, magnitude, resize, to_channels
 from wavefin_core.wavelets.inverse import IllConditionedScalesWarning, condition_number, icwt
+from wavefin_core.wavelets.representations import (
+    REPRESENTATIONS,
+    Representation,
+    make_representation,
+    representation_from_dict,
+)
 from wavefin_core.wavelets.scales import covering_scales
 
 __all__ = [
+    "REPRESENTATIONS",
     "IllConditionedScalesWarning",
+    "Representation",
     "condition_number",
     "covering_scales",
     "cwt",
@@ -29,6 +39,8 @@ __all__ = [
     "icwt",
     "log_magnitude",
     "magnitude",
+    "make_representation",
+    "representation_from_dict",
     "resize",
     "scale_frequencies",
     "to_channels",

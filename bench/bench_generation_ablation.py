@@ -1,0 +1,398 @@
+"""Ablation of the diffusion generator's levers (issue 8): the discriminative score per lever and series.
+
+Run on demand (never in CI):
+
+    .venv/bin/python bench/bench_generation_ablation.py            # the quick profile's budget (see --help)
+    .venv/bin/python bench/bench_generation_ablation.py --quick    # smoke run: 5.6 min at load 7-10 on 2 cores
+
+Data, as the data assets build it: the ``mjd`` series (``simulate_mjd`` with ``raw_prices``' defaults and the
+quick profile's days and bar frequency) and ``sp500`` (``load_sp500``), cleaned by ``preprocess.clean_prices``
+and cut by ``make_segments`` (window 64, horizon 1, 70/15/15 chronological splits with the default embargo).
+Every lever trains and scores on the same splits: train windows at the lever's stride (8 = the quick
+profile's, or 1), real TEST windows at stride 1, as ``generation_report`` scores them; classical generators
+are fitted on the contiguous train returns.
+
+The ladder (each row keeps the levers above it):
+
+1. ``baseline``: one unconditional model on the pooled train images of both series, sampled without
+   projection, stride-8 training windows, no EMA, epsilon objective, the complex (real+imag CWT)
+   representation. Each series' samples are decoded with that series' own representation (the fairest
+   reading of a pooled model).
+2. ``+ conditioning``: class (series) embedding; samples are drawn for a named series.
+3. ``+ projection``: the range projection (``Representation.project``) at every sampler step and on the final
+   samples. Same trained model as row 2 (projection is sampling only), so its train seconds repeat row 2's.
+4. ``+ stride-1``: training windows at stride 1 (8x as many, the train split only), same optimizer steps.
+5. ``+ EMA, v-pred``: an EMA of the weights (sampled), the v-prediction objective, linear LR warm-up then
+   cosine decay.
+6. ``repr: logmag_phase`` and ``repr: haar``: row 5 with the other representations (row 5 is ``complex``);
+   the best of the three is the "best representation" of the issue.
+
+Reference rows: ``garch_t`` (GARCH(1,1)-t) and ``real_train`` (the floor: real train windows) from
+``evaluation.generators``, drawing the same number of windows, scored the same way.
+
+Columns: post-hoc discriminative score (TimeGAN protocol, 1-D CNN, mean +- std over ``--seeds`` seeds, as
+``generation_report``), lag-1 ACF of the synthetic windows (and the real one in the header), std ratio
+(synthetic / real test), median projection residual of the decoded samples (``||x - P(x)|| / ||x||``: the
+share of each raw sample no real series can produce), and train + sample seconds.
+
+Writes ``bench/results/ablation.json`` (or ``--out``) atomically and prints the markdown table. A lever
+whose API is missing in ``wavefin_core.models`` is reported as unavailable and skipped, not faked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from wavefin_core.data import load_sp500, simulate_mjd  # noqa: E402
+from wavefin_core.errors import ConfigError  # noqa: E402
+from wavefin_core.io import atomic_path  # noqa: E402
+from wavefin_core.preprocess import clean_prices  # noqa: E402
+from wavefin_core.segments import make_segments  # noqa: E402
+from wavefin_core.wavelets import covering_scales, make_representation  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
+SERIES = ("mjd", "sp500")
+REFERENCES = ("garch_t", "real_train")
+WINDOW = 64
+#: raw_prices' MJD defaults (RawPricesConfig), so the series is the one the pipeline simulates.
+MJD_PARAMS = {"mu": 0.05, "sigma": 0.2, "lam": 0.1, "jump_mean": -0.02, "jump_std": 0.1, "start": "2022-01-03",
+              "seed": 0}
+
+
+def _quick_profile() -> dict[str, Any]:
+    """The quick profile's knobs (wavefin_assets.profiles, a plain module: no Dagster import)."""
+    try:
+        from wavefin_assets.profiles import PROFILES
+
+        p = PROFILES["quick"]
+        return {"mjd_days": p.mjd_days, "mjd_freq": p.mjd_freq, "window": p.window, "stride": p.stride,
+                "num_scales": p.num_scales, "unet_channels": tuple(p.unet_channels), "batch_size":
+                p.diffusion_batch_size, "learning_rate": p.diffusion_learning_rate, "steps": p.diffusion_max_steps,
+                "samples": p.n_synthetic, "inference_steps": p.inference_steps, "sampler": p.sampler,
+                "ema_decay": getattr(p, "diffusion_ema_decay", None) or 0.995,
+                "warmup_fraction": getattr(p, "diffusion_warmup_steps", 25) / max(1, p.diffusion_max_steps or 500)}
+    except (ImportError, KeyError, AttributeError):  # the values of this writing
+        return {"mjd_days": 8, "mjd_freq": "minute", "window": WINDOW, "stride": 8, "num_scales": 16,
+                "unet_channels": (16, 32, 64), "batch_size": 32, "learning_rate": 1e-3, "steps": 500,
+                "samples": 1000, "inference_steps": 10, "sampler": "dpmsolver", "ema_decay": 0.995,
+                "warmup_fraction": 0.05}
+
+
+# ----------------------------------------------------------------------------------------------------- levers
+@dataclass(frozen=True)
+class Lever:
+    """One row of the ladder: what the model is trained on and how it is sampled."""
+
+    name: str
+    conditioning: str = "none"
+    project: bool = False
+    stride: int = 8
+    ema: bool = False
+    prediction_type: str = "epsilon"
+    representation: str = "complex"
+
+    def training_key(self) -> tuple:
+        """Levers with equal keys share one trained model (projection only changes sampling)."""
+        return (self.conditioning, self.stride, self.ema, self.prediction_type, self.representation)
+
+
+def ladder(stride: int) -> list[Lever]:
+    base = Lever("baseline", stride=stride)
+    cond = dataclasses.replace(base, name="+ conditioning", conditioning="class")
+    proj = dataclasses.replace(cond, name="+ projection", project=True)
+    dense = dataclasses.replace(proj, name="+ stride-1", stride=1)
+    ema = dataclasses.replace(dense, name="+ EMA, v-pred", ema=True, prediction_type="v_prediction")
+    return [base, cond, proj, dense, ema,
+            dataclasses.replace(ema, name="repr: logmag_phase", representation="logmag_phase"),
+            dataclasses.replace(ema, name="repr: haar", representation="haar")]
+
+
+def missing_api(lever: Lever) -> str | None:
+    """Why ``wavefin_core.models`` cannot run this lever yet (None: it can)."""
+    from wavefin_core.models import DiffusionConfig, sample_diffusion, train_diffusion
+
+    fields = {f.name for f in dataclasses.fields(DiffusionConfig)}
+    train_args = inspect.signature(train_diffusion).parameters
+    sample_args = inspect.signature(sample_diffusion).parameters
+    if lever.conditioning == "class" and not ({"conditioning"} <= fields and "labels" in train_args
+                                              and "class_labels" in sample_args):
+        return "class conditioning (DiffusionConfig.conditioning, train_diffusion(labels=), " \
+               "sample_diffusion(class_labels=)) is not in wavefin_core.models yet"
+    if lever.project and "project" not in sample_args:
+        return "sample_diffusion(project=) is not in wavefin_core.models yet"
+    if lever.ema and not {"ema_decay", "warmup_steps", "lr_schedule"} <= fields:
+        return "DiffusionConfig.ema_decay / warmup_steps / lr_schedule are not in wavefin_core.models yet"
+    if lever.prediction_type != "epsilon" and "prediction_type" not in fields:
+        return "DiffusionConfig.prediction_type is not in wavefin_core.models yet"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------- data
+@dataclass
+class SeriesData:
+    """One series' windows: train at stride 1 (a lever's stride takes every k-th), test at stride 1."""
+
+    name: str
+    train_windows: np.ndarray  # (N, T) stride 1
+    test_windows: np.ndarray  # (M, T) stride 1
+    train_returns: np.ndarray  # contiguous train returns (what classical generators are fitted on)
+    representations: dict[tuple, Any] = field(default_factory=dict)
+
+    def train_at(self, stride: int) -> np.ndarray:
+        return self.train_windows[::stride]
+
+
+def load_series(name: str, profile: dict[str, Any]) -> SeriesData:
+    if name == "mjd":
+        raw = simulate_mjd(days=profile["mjd_days"], freq=profile["mjd_freq"], **MJD_PARAMS)
+    elif name == "sp500":
+        raw = load_sp500()
+    else:
+        raise ConfigError(f"--series {name!r} is not one of {SERIES}.")
+    frame = clean_prices(raw, source=name, train_fraction=0.7)
+    segs = make_segments(frame["log_return"], window=profile["window"], stride=1, horizon=1, test_stride=1)
+    train = np.ascontiguousarray(segs.windows[segs.mask("train")])
+    test = np.ascontiguousarray(segs.windows[segs.mask("test")])
+    returns = np.concatenate([train[0], train[1:, -1]])  # stride-1 windows: each adds one new return
+    return SeriesData(name, train, test, returns)
+
+
+def representation_for(data: SeriesData, lever: Lever, profile: dict[str, Any]):
+    """The lever's representation fitted on this series' train windows at the lever's stride (cached)."""
+    key = (lever.representation, lever.stride)
+    if key not in data.representations:
+        window = data.train_windows.shape[1]
+        rep = make_representation(lever.representation, window,
+                                  scales=covering_scales(window, num=profile["num_scales"]))
+        data.representations[key] = rep.fit(data.train_at(lever.stride))
+    return data.representations[key]
+
+
+# ------------------------------------------------------------------------------------------- train and sample
+def train_model(lever: Lever, series: list[SeriesData], args: argparse.Namespace, profile: dict[str, Any],
+                device: Any) -> tuple[Any, float, int]:
+    """Train one model for ``lever`` on the train images of all series; (result, seconds, n_images)."""
+    from wavefin_core.models import DiffusionConfig, train_diffusion
+
+    images, labels = [], []
+    for index, data in enumerate(series):
+        rep = representation_for(data, lever, profile)
+        encoded = rep.encode(data.train_at(lever.stride))
+        images.append(encoded)
+        labels.append(np.full(len(encoded), index, dtype=np.int64))
+    x = np.concatenate(images)
+    settings: dict[str, Any] = {
+        "block_out_channels": profile["unet_channels"], "batch_size": profile["batch_size"],
+        "learning_rate": profile["learning_rate"], "max_steps": args.steps, "epochs": 10**6, "seed": args.seed,
+    }
+    if lever.conditioning != "none":
+        settings["conditioning"] = lever.conditioning
+    if lever.prediction_type != "epsilon":
+        settings["prediction_type"] = lever.prediction_type
+    if lever.ema:
+        warmup = max(1, round(args.steps * profile["warmup_fraction"]))  # the profile's share of the steps
+        settings.update(ema_decay=args.ema_decay, warmup_steps=warmup, lr_schedule="cosine")
+    cfg = DiffusionConfig(**settings)
+    extra = {"labels": np.concatenate(labels), "num_classes": len(series)} if lever.conditioning == "class" else {}
+    started = time.perf_counter()
+    result = train_diffusion(x, cfg, device, **extra)
+    return result, time.perf_counter() - started, len(x)
+
+
+def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args: argparse.Namespace,
+                  profile: dict[str, Any], device: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """``args.samples`` windows for one series, decoded with its representation; (returns, residual, seconds)."""
+    from wavefin_core.models import sample_diffusion
+
+    rep = representation_for(data, lever, profile)
+    extra: dict[str, Any] = {}
+    if lever.conditioning == "class":
+        extra["class_labels"] = index
+    if lever.project:
+        extra["project"] = rep.project
+    model = getattr(result, "sampling_model", result.model)
+    started = time.perf_counter()
+    images = sample_diffusion(model, rep.image_shape, args.samples, sampler=profile["sampler"],
+                              num_inference_steps=args.inference_steps, seed=args.seed + 1000 * (index + 1),
+                              device=device, train_scheduler=result.scheduler, batch_size=64, **extra)
+    seconds = time.perf_counter() - started
+    returns, residual = rep.decode(images)
+    return returns, residual, seconds
+
+
+# ------------------------------------------------------------------------------------------------------ score
+def score(real: np.ndarray, synth: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    from wavefin_core.evaluation.discriminative import posthoc_discriminative_score
+    from wavefin_core.evaluation.facts import acf
+
+    steps = {"steps": args.classifier_steps} if args.classifier_steps else {}
+    disc = posthoc_discriminative_score(real, synth, seeds=args.seeds, **steps)
+    return {"disc_mean": disc["mean"], "disc_std": disc["std"], "disc_values": disc["values"],
+            "disc_seeds": disc["seeds"], "acf1": float(acf(synth, 1)[1]),
+            "std_ratio": float(synth.std() / real.std()), "n_windows": int(len(synth))}
+
+
+def reference_rows(data: SeriesData, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from wavefin_core.evaluation.generators import fit_generator
+    from wavefin_core.evaluation.reports import derived_seed
+
+    rows = []
+    for name in REFERENCES:
+        started = time.perf_counter()
+        gen = fit_generator(name, data.train_returns, series=data.name)
+        synth = gen.sample(args.samples, data.test_windows.shape[1], seed=derived_seed(args.seed, data.name, name))
+        seconds = time.perf_counter() - started
+        rows.append({"lever": name, "series": data.name, **score(data.test_windows, synth, args),
+                     "residual_median": None, "train_seconds": None, "sample_seconds": seconds})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------- output
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(document: dict[str, Any]) -> str:
+    real = document["real"]
+    lines = [
+        "| lever | series | disc. score (mean ± std) | lag-1 ACF | std ratio | proj. residual (median) | "
+        "train + sample s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in document["rows"]:
+        seconds = (row["train_seconds"] or 0.0) + (row["sample_seconds"] or 0.0)
+        lines.append(
+            f"| {row['lever']} | {row['series']} | {_fmt(row['disc_mean'])} ± {_fmt(row['disc_std'])} | "
+            f"{_fmt(row['acf1'])} | {_fmt(row['std_ratio'], 2)} | {_fmt(row['residual_median'], 4)} | "
+            f"{seconds:.0f} |")
+    lines.append("")
+    lines.append("Real test windows (stride 1): " + "; ".join(
+        f"{name}: {info['n_test_windows']} windows, lag-1 ACF {info['acf1']:.3f}" for name, info in real.items()))
+    for lever, reason in document["unavailable"].items():
+        lines.append(f"- `{lever}` not run: {reason}.")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    profile = _quick_profile()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=profile["steps"], help="optimizer steps per model")
+    parser.add_argument("--samples", type=int, default=profile["samples"], help="synthetic windows per series")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the discriminative score")
+    parser.add_argument("--inference-steps", type=int, default=profile["inference_steps"],
+                        help=f"{profile['sampler']} steps per sample")
+    parser.add_argument("--ema-decay", type=float, default=profile["ema_decay"],
+                        help="EMA decay of the EMA lever (default: the quick profile's)")
+    parser.add_argument("--classifier-steps", type=int, default=None,
+                        help="training steps of the discriminative classifier (default: its own, 100)")
+    parser.add_argument("--series", nargs="+", default=list(SERIES), choices=SERIES)
+    parser.add_argument("--levers", nargs="+", default=None,
+                        help="run only these ladder rows (names as in the table, e.g. baseline '+ projection')")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results (default {RESULTS})")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 20 steps, 64 samples, 2 seeds, 4 inference steps, 20 classifier steps")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.samples, args.seeds = 20, 64, 2
+        args.inference_steps, args.classifier_steps = 4, 20
+    for name in ("steps", "samples", "seeds", "inference_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.samples < 10:
+        parser.error("--samples must be >= 10 (the discriminative classifier needs 10 windows per class)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    profile = _quick_profile()
+    started = time.perf_counter()
+    series = [load_series(name, profile) for name in args.series]
+    for data in series:
+        print(f"{data.name}: {len(data.train_windows)} stride-1 train windows, {len(data.test_windows)} test "
+              f"windows", flush=True)
+    levers = ladder(profile["stride"])
+    if args.levers:
+        unknown = set(args.levers) - {lever.name for lever in levers}
+        if unknown:
+            raise SystemExit(f"--levers: unknown {sorted(unknown)}; choose from {[lever.name for lever in levers]}")
+        levers = [lever for lever in levers if lever.name in args.levers]
+
+    document: dict[str, Any] = {
+        "bench": "generation_ablation", "settings": {k: (str(v) if isinstance(v, Path) else v)
+                                                     for k, v in vars(args).items()},
+        "profile": {k: list(v) if isinstance(v, tuple) else v for k, v in profile.items()},
+        "machine": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                    "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else None},
+        "real": {d.name: {"n_test_windows": int(len(d.test_windows)), "n_train_windows_stride1":
+                          int(len(d.train_windows)), "acf1": None, "std": float(d.test_windows.std())}
+                 for d in series},
+        "rows": [], "unavailable": {},
+    }
+    from wavefin_core.evaluation.facts import acf
+
+    for data in series:
+        document["real"][data.name]["acf1"] = float(acf(data.test_windows, 1)[1])
+
+    trained: dict[tuple, tuple[Any, float, int]] = {}
+    for lever in levers:
+        reason = missing_api(lever)
+        if reason:
+            document["unavailable"][lever.name] = reason
+            print(f"{lever.name}: skipped ({reason})", flush=True)
+            continue
+        key = lever.training_key()
+        if key not in trained:
+            print(f"{lever.name}: training ({args.steps} steps) ...", flush=True)
+            trained[key] = train_model(lever, series, args, profile, device)
+        result, train_seconds, n_images = trained[key]
+        for index, data in enumerate(series):
+            returns, residual, sample_seconds = sample_series(result, lever, index, data, args, profile, device)
+            row = {"lever": lever.name, "series": data.name, **score(data.test_windows, returns, args),
+                   "residual_median": float(np.median(residual)), "residual_max": float(residual.max()),
+                   "train_seconds": train_seconds, "sample_seconds": sample_seconds, "n_train_images": n_images,
+                   "lever_settings": dataclasses.asdict(lever)}
+            document["rows"].append(row)
+            print(f"  {data.name}: disc {row['disc_mean']:.3f} ± {row['disc_std']:.3f}, acf1 {row['acf1']:.3f}, "
+                  f"std ratio {row['std_ratio']:.2f}, residual {row['residual_median']:.2e}", flush=True)
+    for data in series:
+        document["rows"].extend(reference_rows(data, args))
+    document["seconds"] = time.perf_counter() - started
+    write_json(args.out, document)
+    print()
+    print(markdown(document))
+    print(f"\n{time.perf_counter() - started:.0f} s in all; results in {args.out}")
+    return document
+
+
+if __name__ == "__main__":
+    main()
