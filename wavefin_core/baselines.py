@@ -19,7 +19,14 @@ import numpy as np
 
 from wavefin_core.errors import ConfigError, DataError
 
-__all__ = ["naive_forecasts", "ArimaForecaster", "LogisticBaseline", "window_features"]
+__all__ = [
+    "ArimaForecaster",
+    "LogisticBaseline",
+    "direction_labels",
+    "fit_flat_band",
+    "naive_forecasts",
+    "window_features",
+]
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -48,36 +55,95 @@ def _as_direction(y: Any, name: str) -> np.ndarray:
     if arr.size == 0:
         raise DataError(f"`{name}` is empty; the train split has no windows. Lower `window_length` or "
                         "give the series more history.")
-    if not np.all(np.isin(arr, (0, 1))):
-        raise DataError(f"`{name}` must contain only 0/1 direction labels.")
+    if not np.all(np.isin(arr, (0, 1, 2))):
+        raise DataError(f"`{name}` must contain only direction labels 0/1 (down/up), or 0/1/2 "
+                        "(down/flat/up) with a flat band.")
     return arr.astype(np.int64)
 
 
+# ------------------------------------------------------------------------------------------- direction labels
+def direction_labels(returns: Any, band: float | None = None) -> np.ndarray:
+    """Direction labels of next-h returns, int64.
+
+    - ``band=None``: 2 classes, 1 (up) if r > 0 else 0 (down; a flat move counts as down).
+    - ``band=b > 0``: 3 classes, 0 (down) if r <= -b, 1 (flat) if |r| < b, 2 (up) if r >= b. "Up" is always
+      the last class. Fit ``b`` on the TRAIN targets (:func:`fit_flat_band`), never on test ones.
+    """
+    r = np.asarray(returns, dtype=np.float64)
+    if not np.all(np.isfinite(r)):
+        raise DataError("`returns` contains NaN/inf; clean the series before labelling directions.")
+    if band is None:
+        return (r > 0).astype(np.int64)
+    if not (isinstance(band, (int, float, np.floating)) and math.isfinite(band) and band > 0):
+        raise ConfigError(f"`band`={band!r} must be a positive finite return (e.g. from fit_flat_band) or None.")
+    return np.where(r >= band, 2, np.where(r <= -band, 0, 1)).astype(np.int64)
+
+
+def fit_flat_band(train_returns: Any, flat_fraction: float = 1 / 3) -> float:
+    """The flat band b such that |r| < b for ``flat_fraction`` of the TRAIN next-h returns (a quantile of |r|).
+
+    1/3 makes the three classes about equally frequent on train; the same b then labels validation and test.
+    """
+    r = np.abs(np.asarray(train_returns, dtype=np.float64).ravel())
+    if r.size == 0 or not np.all(np.isfinite(r)):
+        raise DataError("`train_returns` must be a non-empty array of finite train targets to fit a flat band.")
+    if not 0 < flat_fraction < 1:
+        raise ConfigError(f"`flat_fraction`={flat_fraction!r} must be in (0, 1), e.g. 1/3.")
+    band = float(np.quantile(r, flat_fraction))
+    if not band > 0:
+        raise DataError(f"the {flat_fraction:.0%} quantile of |train returns| is 0 (too many zero returns); "
+                        "use a larger flat_fraction or no flat band.")
+    return band
+
+
 # ------------------------------------------------------------------------------------------ naive forecasts
-def naive_forecasts(train_direction: Any, windows: Any, horizon: int) -> dict[str, dict[str, np.ndarray]]:
-    """Naive forecasts for each window.
+def naive_forecasts(
+    train_direction: Any,
+    windows: Any,
+    horizon: int,
+    *,
+    train_targets: Any = None,
+    band: float | None = None,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Naive forecasts for each window, for the next-h return and for its direction.
 
-    Returns ``{"return": {"zero_return": arr}, "direction": {"previous_direction": arr,
-    "majority_class": arr}}`` where
+    ``"return"`` (float, shape (N,)):
 
-    - ``zero_return`` (float, shape (N,)): the random walk forecast, cumulative return 0;
-    - ``previous_direction`` (int 0/1): momentum, 1 if the sum of the window's last ``horizon`` returns is > 0
-      (same definition as the target: a flat move counts as "down");
-    - ``majority_class`` (int 0/1): the most frequent direction in ``train_direction`` (a tie gives 1, "up",
-      the historical drift of equities).
+    - ``zero_return``: the random walk, cumulative return 0;
+    - ``previous_return``: the sum of the window's last ``horizon`` returns (momentum);
+    - ``historical_mean``: the mean of ``train_targets`` (the train split's next-h returns), when given.
+
+    ``"direction"`` (int labels as :func:`direction_labels` with the same ``band``: 2 classes without a band,
+    down/flat/up with one):
+
+    - ``previous_direction``: the label of the window's last ``horizon`` returns' sum;
+    - ``majority_class``: the most frequent label of ``train_direction`` (ties go to the higher label, "up",
+      the historical drift of equities);
+    - ``historical_mean``: the label of the historical-mean forecast, when ``train_targets`` is given.
     """
     w = _as_windows(windows)
     h = _check_horizon(horizon, w.shape[1])
     train_dir = _as_direction(train_direction, "train_direction")
     n = w.shape[0]
-    majority = 1 if 2 * int(train_dir.sum()) >= train_dir.size else 0
-    return {
-        "return": {"zero_return": np.zeros(n, dtype=np.float64)},
+    n_classes = 2 if band is None else 3
+    counts = np.bincount(train_dir, minlength=n_classes)
+    majority = int(counts.size - 1 - np.argmax(counts[::-1]))
+    recent = w[:, -h:].sum(axis=1)
+    out = {
+        "return": {"zero_return": np.zeros(n, dtype=np.float64), "previous_return": recent},
         "direction": {
-            "previous_direction": (w[:, -h:].sum(axis=1) > 0).astype(np.int64),
+            "previous_direction": direction_labels(recent, band),
             "majority_class": np.full(n, majority, dtype=np.int64),
         },
     }
+    if train_targets is not None:
+        targets = np.asarray(train_targets, dtype=np.float64).ravel()
+        if targets.size == 0 or not np.all(np.isfinite(targets)):
+            raise DataError("`train_targets` must be the finite next-horizon returns of the train windows.")
+        mean = float(targets.mean())
+        out["return"]["historical_mean"] = np.full(n, mean)
+        out["direction"]["historical_mean"] = np.full(n, int(direction_labels(mean, band)), dtype=np.int64)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- ARIMA
@@ -94,6 +160,9 @@ class ArimaForecaster:
     Only ``d = 0`` is supported: the inputs are already log-returns (a differenced series), and statsmodels
     rejects a constant with d > 0 anyway.
 
+    The order is fixed (``fit(returns, order)``) or chosen by AIC on the train returns over a small grid
+    (``fit_aic(returns, max_p, max_q)``); the chosen order, its parameters and the AIC table are saved as JSON.
+
     If the fit raises or does not converge, a warning says so and the model falls back to the train mean
     (``forecast`` = horizon x mean), recorded as ``fallback_reason``.
     """
@@ -104,47 +173,68 @@ class ArimaForecaster:
         self.train_mean: float = 0.0
         self.n_train: int = 0
         self.fallback_reason: str | None = None
+        self.selection: dict[str, Any] | None = None
         self._fitted = False
 
     # ---------------------------------------------------------------- fitting
     def fit(self, train_returns: Any, order: tuple[int, int, int] = (1, 0, 1)) -> ArimaForecaster:
-        """Fit on the train returns only; returns self."""
-        y = np.asarray(train_returns, dtype=np.float64).ravel()
+        """Fit ARMA(``order``) on the train returns only; returns self."""
+        y = self._train_series(train_returns, _check_order(order))
         self.order = _check_order(order)
-        p, _, q = self.order
+        self.selection = None
+        params, reason, _ = _fit_arma(y, self.order)
+        return self._finish(y, params, reason)
+
+    def fit_aic(self, train_returns: Any, max_p: int = 2, max_q: int = 2) -> ArimaForecaster:
+        """Choose (p, q) in [0, max_p] x [0, max_q] by AIC on the train returns, keep that fit; returns self.
+
+        Every candidate is fitted by maximum likelihood on the same train returns (a fit that fails or does
+        not converge is skipped); the one with the lowest AIC is kept, its AIC table recorded in ``selection``
+        (saved by ``to_dict``). ARMA(0, 0) is a candidate: white noise around the train mean is often what
+        AIC picks for returns, and then the forecast is the historical mean.
+        """
+        for name, value in (("max_p", max_p), ("max_q", max_q)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 5:
+                raise ConfigError(f"ARIMA `{name}`={value!r} must be an integer in [0, 5]; e.g. 2.")
+        y = self._train_series(train_returns, (int(max_p), 0, int(max_q)))
+        table: dict[str, float | None] = {}
+        best: tuple[float, tuple[int, int, int], dict[str, float]] | None = None
+        for p in range(int(max_p) + 1):
+            for q in range(int(max_q) + 1):
+                params, _, aic = _fit_arma(y, (p, 0, q))
+                table[f"({p},0,{q})"] = aic if params is not None else None
+                if params is not None and (best is None or aic < best[0]):
+                    best = (aic, (p, 0, q), params)
+        self.selection = {"criterion": "aic", "max_p": int(max_p), "max_q": int(max_q), "aic": table}
+        if best is None:
+            self.order = (0, 0, 0)
+            return self._finish(y, None, f"no ARMA(p, q) with p <= {max_p}, q <= {max_q} could be fitted")
+        self.order = best[1]
+        return self._finish(y, best[2], None)
+
+    def _train_series(self, train_returns: Any, order: tuple[int, int, int]) -> np.ndarray:
+        y = np.asarray(train_returns, dtype=np.float64).ravel()
+        p, _, q = order
         if y.size < 3 * (p + q + 2):
             raise DataError(
-                f"ARIMA{self.order} needs at least {3 * (p + q + 2)} train returns; got {y.size}. "
+                f"ARIMA{order} needs at least {3 * (p + q + 2)} train returns; got {y.size}. "
                 "Use a longer train split or a smaller `order`."
             )
         if not np.all(np.isfinite(y)):
             raise DataError("`train_returns` contains NaN/inf; clean the series before fitting ARIMA.")
+        return y
+
+    def _finish(self, y: np.ndarray, params: dict[str, float] | None, reason: str | None) -> ArimaForecaster:
         self.train_mean = float(y.mean())
         self.n_train = int(y.size)
-        self.params = None
-        self.fallback_reason = None
-        try:
-            from statsmodels.tools.sm_exceptions import ConvergenceWarning
-            from statsmodels.tsa.arima.model import ARIMA
-
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = ARIMA(y, order=self.order, trend="c").fit()
-            converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
-            if not converged or any(issubclass(w.category, ConvergenceWarning) for w in caught):
-                self.fallback_reason = "the maximum-likelihood optimiser did not converge"
-            else:
-                params = {str(k): float(v) for k, v in zip(res.model.param_names, np.asarray(res.params), strict=True)}
-                _validate_params(params, self.order)
-                self.params = params
-        except (ValueError, np.linalg.LinAlgError, ConfigError) as exc:  # statsmodels raises these on failure
-            self.fallback_reason = f"the fit failed: {exc}"
-        if self.fallback_reason is not None:
+        self.params = params
+        self.fallback_reason = reason
+        if reason is not None:
             warnings.warn(
-                f"ARIMA{self.order} on {y.size} train returns: {self.fallback_reason}; falling back to the "
+                f"ARIMA{self.order} on {y.size} train returns: {reason}; falling back to the "
                 f"train-mean forecast ({self.train_mean:.3g} per step).",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         self._fitted = True
         return self
@@ -173,6 +263,7 @@ class ArimaForecaster:
             "train_mean": self.train_mean,
             "n_train": self.n_train,
             "fallback_reason": self.fallback_reason,
+            "selection": self.selection,
         }
 
     @classmethod
@@ -185,12 +276,35 @@ class ArimaForecaster:
             m.train_mean = float(d["train_mean"])
             m.n_train = int(d.get("n_train", 0))
             m.fallback_reason = d.get("fallback_reason")
+            m.selection = d.get("selection")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"ARIMA parameter file is malformed ({exc!r}); re-fit the model.") from exc
         if m.params is not None:
             _validate_params(m.params, m.order)
         m._fitted = True
         return m
+
+
+def _fit_arma(y: np.ndarray, order: tuple[int, int, int]) -> tuple[dict[str, float] | None, str | None, float]:
+    """(params, None, AIC) of a converged maximum-likelihood ARMA fit with a constant, or (None, reason, inf)."""
+    try:
+        from statsmodels.tools.sm_exceptions import ConvergenceWarning
+        from statsmodels.tsa.arima.model import ARIMA
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread: the filter's tiny matrices gain nothing from threads, and on a busy 2-core machine
+        # OpenBLAS threads made one ARMA(1,1) fit on 1,000 returns take 7-11 s instead of 0.6 s (measured).
+        with warnings.catch_warnings(record=True) as caught, threadpool_limits(1):
+            warnings.simplefilter("always")
+            res = ARIMA(y, order=order, trend="c").fit()
+        converged = bool(res.mle_retvals.get("converged", True)) if res.mle_retvals else True
+        if not converged or any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            return None, "the maximum-likelihood optimiser did not converge", math.inf
+        params = {str(k): float(v) for k, v in zip(res.model.param_names, np.asarray(res.params), strict=True)}
+        _validate_params(params, order)
+        return params, None, float(res.aic)
+    except (ValueError, np.linalg.LinAlgError, ConfigError) as exc:  # statsmodels raises these on failure
+        return None, f"the fit failed: {exc}", math.inf
 
 
 def _check_order(order: Any) -> tuple[int, int, int]:
@@ -296,6 +410,9 @@ class LogisticBaseline:
 
         x = window_features(train_windows)
         y = _as_direction(train_direction, "train_direction")
+        if (y == 2).any():
+            raise DataError("`train_direction` has flat-band labels (2); LogisticBaseline is binary. Use "
+                            "wavefin_core.models.tabular.LogisticDirection for down/flat/up.")
         if y.size != x.shape[0]:
             raise DataError(f"`train_direction` has {y.size} labels for {x.shape[0]} train windows.")
         if np.unique(y).size < 2:
@@ -304,8 +421,11 @@ class LogisticBaseline:
         mean = x.mean(axis=0)
         scale = x.std(axis=0)
         scale[scale == 0] = 1.0
+        from threadpoolctl import threadpool_limits
+
         clf = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed)
-        clf.fit((x - mean) / scale, y)
+        with threadpool_limits(1):  # a small problem: BLAS threads on a busy machine only add contention
+            clf.fit((x - mean) / scale, y)
         self.coef = clf.coef_.ravel().astype(np.float64)
         self.intercept = float(clf.intercept_[0])
         self.scaler_mean, self.scaler_scale = mean, scale

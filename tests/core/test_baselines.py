@@ -1,4 +1,5 @@
-"""Baselines: naive forecasts, ARIMA (fitted params only, exact vs statsmodels), logistic; JSON round trips."""
+"""Baselines: direction labels with a flat band, naive forecasts (return and direction), ARIMA (fixed or
+AIC-chosen order, fitted params only, exact vs statsmodels), logistic; JSON round trips."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import numpy as np
 import pytest
 from statsmodels.tsa.arima.model import ARIMA
 
-from wavefin_core.baselines import ArimaForecaster, LogisticBaseline, naive_forecasts
+from wavefin_core.baselines import (
+    ArimaForecaster,
+    LogisticBaseline,
+    direction_labels,
+    fit_flat_band,
+    naive_forecasts,
+)
 from wavefin_core.errors import ConfigError, DataError
 
 
@@ -139,3 +146,45 @@ def test_logistic_errors() -> None:
     m = LogisticBaseline().fit(*_momentum_data(200, seed=3))
     with pytest.raises(DataError, match="window_length"):
         m.predict_proba(np.zeros((2, 8)))
+
+
+def test_direction_labels_and_flat_band() -> None:
+    r = np.array([-0.3, -0.1, 0.0, 0.05, 0.1, 0.2])
+    assert direction_labels(r).tolist() == [0, 0, 0, 1, 1, 1]  # a flat move counts as down
+    assert direction_labels(r, band=0.1).tolist() == [0, 0, 1, 1, 2, 2]  # |r| < band is flat; up is last
+    train = np.random.default_rng(0).standard_normal(3000)
+    band = fit_flat_band(train)
+    counts = np.bincount(direction_labels(train, band), minlength=3) / train.size
+    np.testing.assert_allclose(counts, [1 / 3, 1 / 3, 1 / 3], atol=0.02)  # the 1/3 quantile of |r|
+    with pytest.raises(ConfigError, match="band"):
+        direction_labels(r, band=0.0)
+    with pytest.raises(DataError, match="quantile"):
+        fit_flat_band(np.zeros(10))
+
+
+def test_naive_forecasts_for_returns_and_three_classes() -> None:
+    w = np.array([[0.1, -0.3, 0.2], [0.1, 0.2, -0.1], [0.0, -0.1, -0.2]])
+    train_targets = np.array([0.02, 0.04, -0.03])
+    out = naive_forecasts(np.array([1, 1, 0]), w, horizon=2, train_targets=train_targets)
+    np.testing.assert_allclose(out["return"]["previous_return"], [-0.1, 0.1, -0.3])
+    np.testing.assert_allclose(out["return"]["historical_mean"], [0.01] * 3)
+    assert out["direction"]["historical_mean"].tolist() == [1, 1, 1]
+    with_band = naive_forecasts(np.array([0, 1, 1, 2, 2]), w, 2, train_targets=train_targets, band=0.15)
+    assert with_band["direction"]["previous_direction"].tolist() == [1, 1, 0]  # flat, flat, down
+    assert with_band["direction"]["majority_class"].tolist() == [2, 2, 2]  # a 1-2 tie goes to the higher label
+    assert with_band["direction"]["historical_mean"].tolist() == [1, 1, 1]  # 0.01 is inside the band
+
+
+def test_arima_order_chosen_by_aic(ar1: np.ndarray) -> None:
+    m = ArimaForecaster().fit_aic(ar1[:1000], max_p=1, max_q=1)
+    assert m.order in {(1, 0, 0), (1, 0, 1)} and m.fallback_reason is None
+    aic = m.selection["aic"]
+    assert set(aic) == {"(0,0,0)", "(0,0,1)", "(1,0,0)", "(1,0,1)"}
+    assert aic[f"({m.order[0]},0,{m.order[2]})"] == min(v for v in aic.values() if v is not None)
+    assert aic["(0,0,0)"] > aic["(1,0,0)"] + 100  # phi = 0.5 on 1,000 points: white noise is far worse
+    clone = ArimaForecaster.from_dict(json.loads(json.dumps(m.to_dict())))
+    assert clone.selection == m.selection and clone.order == m.order
+    test = np.lib.stride_tricks.sliding_window_view(ar1[2000:], 32)[::25]
+    np.testing.assert_array_equal(clone.forecast(test, 3), m.forecast(test, 3))
+    with pytest.raises(ConfigError, match="max_p"):
+        ArimaForecaster().fit_aic(ar1[:200], max_p=9)

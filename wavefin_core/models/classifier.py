@@ -1,16 +1,25 @@
-"""Direction classifiers on scalograms: a small CNN and a small Vision Transformer, with one training loop.
+"""Direction classifiers on scalograms: a small CNN and a small Vision Transformer (seed 000's models).
 
-Both take (N, C, S, T) scalograms of any S and T (the CNN through ceil-mode pooling and global average pooling,
-the ViT by zero-padding to a multiple of its patch size) and output logits for the next move's direction
-(0 = down, 1 = up). Inputs are expected already scaled by the caller, which fits the scaling on the training
-split only; standardising here would leak validation statistics into the model.
+Both take the stored (N, 2, S, T) real+imag scalograms of any S and T (the CNN through ceil-mode pooling and
+global average pooling, the ViT by zero-padding to a multiple of its patch size) and output logits for the next
+move's direction: 2 classes (0 = down, 1 = up) or 3 (0 = down, 1 = flat, 2 = up).
+
+- `input_channels="magnitude"` makes the model's first operation |real + i imag| (one channel), so callers pass
+  the same stored images either way and a saved model knows its own representation.
+- Optional numeric indicators (returns, realized volatility, volume features: an (N, F) array) are
+  standardised with the TRAIN split's mean and std, which the model keeps as buffers (saved with the weights),
+  and concatenated with the pooled image features before the classification head.
+
+Images are expected already scaled by the caller, which fits the scaling on the training split only. Training
+is the shared loop of `training.fit_classifier` (class balancing, ReduceLROnPlateau, early stopping, prior
+matching).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,105 +29,128 @@ import torch.nn.functional as F
 from torch import nn
 
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.models.checkpoint import Checkpointing, TrainingState, fingerprint
+from wavefin_core.models.checkpoint import Checkpointing
 from wavefin_core.models.training import (
-    EarlyStopping,
+    FitResult,
     ProgressFn,
-    batches_from,
-    check_finite_loss,
-    check_finite_output,
-    check_finite_weights,
+    TrainingConfig,
+    check_labels,
     check_positive,
     check_scalograms,
+    class_weights,
+    fit_classifier,
+    infer_n_classes,
     load_weights,
+    predict_softmax,
     resolve_device,
     save_weights,
-    seeded,
 )
 
 ARCHS = ("cnn", "vit")
+INPUT_CHANNELS = ("real_imag", "magnitude")
 N_CLASSES = 2
 FORMAT_NAME = "wavefin-classifier"
 FORMAT_VERSION = 1
 
+__all__ = [
+    "ClassifierConfig", "ClassifierResult", "ScalogramCNN", "ScalogramViT", "build_classifier", "class_weights",
+    "fit_direction_model", "load_classifier", "predict_proba", "save_classifier", "softmax_proba",
+    "standardize_indicators", "train_classifier",
+]
+
+ClassifierResult = FitResult
+"""`train_classifier`'s result (see `FitResult`: model, history, best_epoch, params, train_seconds, ...)."""
+
 
 @dataclass
-class ClassifierConfig:
-    """Architecture and optimisation settings of a scalogram direction classifier.
+class ClassifierConfig(TrainingConfig):
+    """Architecture of a scalogram direction classifier, plus the shared optimisation settings.
 
-    `patience` epochs without a lower validation loss stop training, and the best epoch's weights are kept.
-    `balance_classes` weights the cross-entropy by inverse training-label frequency (see `class_weights`).
-    `patch_size`, `embed_dim`, `depth` and `num_heads` only matter for arch="vit", `channels` only for "cnn".
+    `channels` are the CNN's conv widths (arch="cnn"); `patch_size`, `embed_dim`, `depth` and `num_heads` only
+    matter for arch="vit". `input_channels` is "real_imag" (both channels, phase kept) or "magnitude".
     """
 
     arch: str = "cnn"
     channels: tuple[int, ...] = (16, 32, 64)
     dropout: float = 0.2
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 3
-    seed: int = 0
-    max_steps: int | None = None
-    balance_classes: bool = True
     patch_size: int = 8
     embed_dim: int = 64
     depth: int = 2
     num_heads: int = 4
+    input_channels: str = "real_imag"
 
     def __post_init__(self) -> None:
         self.channels = tuple(int(c) for c in self.channels)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (tuples become lists)."""
-        data = asdict(self)
-        data["channels"] = list(self.channels)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
-        """Inverse of `to_dict`; unknown keys are a ConfigError so typos do not pass silently."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(
-                f"ClassifierConfig has unknown field(s) {unknown}; valid fields are {sorted(names)}."
-            )
-        return cls(**data)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that cannot work."""
         if self.arch not in ARCHS:
             raise ConfigError(f"arch={self.arch!r} is not one of {ARCHS}.")
+        if self.input_channels not in INPUT_CHANNELS:
+            raise ConfigError(f"input_channels={self.input_channels!r} is not one of {INPUT_CHANNELS}.")
         if not self.channels or any(c <= 0 for c in self.channels):
             raise ConfigError(
                 f"channels={self.channels!r} must be a non-empty tuple of positive ints, e.g. (16, 32, 64)."
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1); 0.2 is a good start.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0.")
-        for name in (
-            "epochs",
-            "batch_size",
-            "learning_rate",
-            "patience",
-            "patch_size",
-            "embed_dim",
-            "depth",
-            "num_heads",
-        ):
+        super().validate()
+        for name in ("patch_size", "embed_dim", "depth", "num_heads"):
             check_positive(name, getattr(self, name))
-        check_positive("max_steps", self.max_steps, allow_none=True)
         if self.embed_dim % self.num_heads:
             raise ConfigError(
                 f"embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}; e.g. embed_dim=64, num_heads=4."
             )
 
 
+class ScalogramInput(nn.Module):
+    """The fixed front end: real+imag channels as they are, or their magnitude (one channel)."""
+
+    def __init__(self, input_channels: str = "real_imag") -> None:
+        super().__init__()
+        if input_channels not in INPUT_CHANNELS:
+            raise ConfigError(f"input_channels={input_channels!r} is not one of {INPUT_CHANNELS}.")
+        self.input_channels = input_channels
+
+    def out_channels(self, in_channels: int) -> int:
+        return 1 if self.input_channels == "magnitude" else in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_channels == "real_imag":
+            return x
+        if x.shape[1] != 2:
+            raise ValueError(f"input_channels='magnitude' needs (N, 2, S, T) real+imag images, got {tuple(x.shape)}.")
+        return torch.sqrt(x[:, 0:1] ** 2 + x[:, 1:2] ** 2)
+
+
+class IndicatorHead(nn.Module):
+    """Joins the pooled image features with the standardised indicators (then dropout) for the linear head.
+
+    The indicators' train mean and std are buffers, so they travel with the weights (safetensors) and a loaded
+    model standardises new indicators exactly as in training.
+    """
+
+    def __init__(self, n_indicators: int, dropout: float) -> None:
+        super().__init__()
+        self.n_indicators = n_indicators
+        self.register_buffer("indicator_mean", torch.zeros(n_indicators))
+        self.register_buffer("indicator_std", torch.ones(n_indicators))
+        self.dropout = nn.Dropout(dropout)
+
+    def join(self, features: torch.Tensor, indicators: torch.Tensor | None) -> torch.Tensor:
+        if self.n_indicators == 0:
+            if indicators is not None and indicators.shape[-1] > 0:
+                raise ValueError("this model was built without indicators; pass indicators=None.")
+            return self.dropout(features)
+        if indicators is None or indicators.shape != (features.shape[0], self.n_indicators):
+            shape = None if indicators is None else tuple(indicators.shape)
+            raise ValueError(f"this model needs indicators shaped (N, {self.n_indicators}), got {shape}.")
+        scaled = (indicators.to(features.dtype) - self.indicator_mean) / self.indicator_std
+        return self.dropout(torch.cat([features, scaled], dim=1))
+
+
 class ScalogramCNN(nn.Module):
-    """Conv-BN-ReLU-maxpool blocks, global average pooling, dropout and a linear head.
+    """Conv-BN-ReLU-maxpool blocks, global average pooling, [+ standardised indicators], dropout, linear head.
 
     Ceil-mode pooling never shrinks a dimension to zero and global pooling removes the dependence on (S, T), so
     any scalogram size works, including a few scales only.
@@ -130,11 +162,14 @@ class ScalogramCNN(nn.Module):
         n_outputs: int = N_CLASSES,
         channels: tuple[int, ...] = (16, 32, 64),
         dropout: float = 0.2,
+        input_channels: str = "real_imag",
+        n_indicators: int = 0,
     ) -> None:
         super().__init__()
         self.n_outputs = n_outputs
+        self.front = ScalogramInput(input_channels)
         blocks: list[nn.Module] = []
-        previous = in_channels
+        previous = self.front.out_channels(in_channels)
         for width in channels:
             blocks += [
                 nn.Conv2d(previous, width, kernel_size=3, padding=1, bias=False),
@@ -145,16 +180,17 @@ class ScalogramCNN(nn.Module):
             previous = width
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(previous, n_outputs)
+        self.indicators = IndicatorHead(n_indicators, dropout)
+        self.head = nn.Linear(previous + n_indicators, n_outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.pool(self.features(x)).flatten(1)
-        return self.head(self.dropout(features))
+    def forward(self, x: torch.Tensor, indicators: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.pool(self.features(self.front(x))).flatten(1)
+        return self.head(self.indicators.join(features, indicators))
 
 
 class ScalogramViT(nn.Module):
-    """A small Vision Transformer: Conv2d patch embedding, CLS token, learned positions, pre-norm encoder.
+    """A small Vision Transformer: Conv2d patch embedding, CLS token, learned positions, pre-norm encoder,
+    [+ standardised indicators], linear head.
 
     The input is zero-padded on the bottom/right to a multiple of `patch_size`, and the positional embedding is
     sized for that padded grid, so the model is tied to the (S, T) it was built for.
@@ -170,13 +206,18 @@ class ScalogramViT(nn.Module):
         depth: int = 2,
         num_heads: int = 4,
         dropout: float = 0.2,
+        input_channels: str = "real_imag",
+        n_indicators: int = 0,
     ) -> None:
         super().__init__()
         self.n_outputs = n_outputs
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.patch_size = patch_size
+        self.front = ScalogramInput(input_channels)
         grid = [math.ceil(size / patch_size) for size in self.input_size]
-        self.patch_embed = nn.Conv2d(in_channels, embed_dim, kernel_size=patch_size, stride=patch_size)
+        self.patch_embed = nn.Conv2d(
+            self.front.out_channels(in_channels), embed_dim, kernel_size=patch_size, stride=patch_size
+        )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, grid[0] * grid[1] + 1, embed_dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -192,13 +233,15 @@ class ScalogramViT(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers=depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(embed_dim)
-        self.head = nn.Linear(embed_dim, n_outputs)
+        self.indicators = IndicatorHead(n_indicators, 0.0)
+        self.head = nn.Linear(embed_dim + n_indicators, n_outputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, indicators: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape[-2:]) != self.input_size:
             raise ValueError(
                 f"ScalogramViT was built for (S, T)={self.input_size}, got {tuple(x.shape[-2:])}."
             )
+        x = self.front(x)
         pad_h = -x.shape[-2] % self.patch_size
         pad_w = -x.shape[-1] % self.patch_size
         x = F.pad(x, (0, pad_w, 0, pad_h))
@@ -206,82 +249,42 @@ class ScalogramViT(nn.Module):
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1) + self.pos_embed
         encoded = self.encoder(tokens)
-        return self.head(self.norm(encoded[:, 0]))
+        return self.head(self.indicators.join(self.norm(encoded[:, 0]), indicators))
 
 
 def build_classifier(
-    cfg: ClassifierConfig, input_shape: tuple[int, int, int], n_outputs: int = N_CLASSES
+    cfg: ClassifierConfig, input_shape: tuple[int, int, int], n_outputs: int = N_CLASSES, n_indicators: int = 0
 ) -> nn.Module:
-    """The model `cfg.arch` describes, for inputs shaped `input_shape` = (C, S, T)."""
+    """The model `cfg.arch` describes, for images shaped `input_shape` = (C, S, T) and `n_indicators` columns."""
     cfg.validate()
     channels, height, width = (int(v) for v in input_shape)
     if cfg.arch == "cnn":
-        return ScalogramCNN(channels, n_outputs, cfg.channels, cfg.dropout)
+        return ScalogramCNN(channels, n_outputs, cfg.channels, cfg.dropout, cfg.input_channels, n_indicators)
     return ScalogramViT(
-        channels,
-        (height, width),
-        n_outputs,
-        cfg.patch_size,
-        cfg.embed_dim,
-        cfg.depth,
-        cfg.num_heads,
-        cfg.dropout,
+        channels, (height, width), n_outputs, cfg.patch_size, cfg.embed_dim, cfg.depth, cfg.num_heads,
+        cfg.dropout, cfg.input_channels, n_indicators,
     )
 
 
-@dataclass
-class ClassifierResult:
-    """What `train_classifier` returns: the model with its best-validation weights (in eval mode) and the curves.
-
-    `history` has one dict per epoch run (epoch, train_loss, val_loss, val_accuracy, val_balanced_accuracy);
-    `best_epoch` is the 1-based epoch whose weights the model holds.
-    """
-
-    model: nn.Module
-    history: list[dict[str, float]]
-    best_epoch: int
-    config: ClassifierConfig
-    class_weights: list[float]
+def check_indicators(indicators: np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    """Return `indicators` as float32 (n, F), None for None, or raise DataError naming `name`."""
+    if indicators is None:
+        return None
+    values = np.asarray(indicators)
+    if values.ndim != 2 or values.shape[0] != n:
+        raise DataError(f"{name} has shape {values.shape}; expected one row of numeric indicators per "
+                        f"sample, shape ({n}, F).")
+    if not np.issubdtype(values.dtype, np.number) or not np.isfinite(values).all():
+        raise DataError(f"{name} must be finite numbers; fill or drop the windows with NaN/inf indicators.")
+    return np.ascontiguousarray(values, dtype=np.float32)
 
 
-def _check_labels(y: np.ndarray, n: int, name: str) -> np.ndarray:
-    y = np.asarray(y)
-    if y.shape != (n,):
-        raise DataError(f"{name} has shape {y.shape}; expected one label per sample, shape ({n},).")
-    if y.size and not np.isin(y, (0, 1)).all():
-        raise DataError(
-            f"{name} must contain direction labels 0 (down) and 1 (up) only; found {np.unique(y)[:5]}."
-        )
-    return y.astype(np.int64)
-
-
-def class_weights(y: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
-    """Inverse-frequency weights n / (n_classes * count_c), mean 1 over the samples.
-
-    Weighting the cross-entropy this way counters class imbalance: an unweighted loss on a 70/30 split is
-    minimised by leaning towards the majority class, which inflates accuracy without any predictive skill.
-    """
-    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
-    if (counts == 0).any():
-        missing = [c for c in range(n_classes) if counts[c] == 0]
-        raise DataError(
-            f"y_train has no samples of class {missing}; both directions must occur in the training split "
-            "(use a longer training period or a different horizon)."
-        )
-    return counts.sum() / (n_classes * counts.astype(np.float64))
-
-
-def _logits(model: nn.Module, x: np.ndarray, device: torch.device, batch_size: int) -> torch.Tensor:
-    outputs = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            batch = torch.from_numpy(x[start : start + batch_size]).to(device)
-            outputs.append(model(batch).float().cpu())
-    return torch.cat(outputs)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+def standardize_indicators(train_indicators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) of the TRAIN indicators per column; a constant column gets std 1 (it then adds nothing)."""
+    values = np.asarray(train_indicators, dtype=np.float64)
+    mean, std = values.mean(axis=0), values.std(axis=0)
+    std[~(std > 1e-12)] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def train_classifier(
@@ -293,13 +296,17 @@ def train_classifier(
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
     checkpointing: Checkpointing | None = None,
-) -> ClassifierResult:
-    """Train `cfg.arch` on binary direction labels with class-weighted cross-entropy and AdamW.
+    *,
+    indicators_train: np.ndarray | None = None,
+    indicators_val: np.ndarray | None = None,
+    n_classes: int | None = None,
+) -> FitResult:
+    """Train `cfg.arch` on scalograms (N, C, S, T) and direction labels (2 or 3 classes; inferred when None).
 
-    Validation loss (same weighted cross-entropy) drives early stopping; the returned model holds the weights of
-    the best validation epoch. Deterministic for a given `cfg.seed` on CPU. `progress(epoch, cfg.epochs, row)`
-    is called after every epoch with that epoch's history row. `checkpointing` saves and resumes the training
-    state (see `fit_direction_model`).
+    With `indicators_train` / `indicators_val` ((N, F) arrays), the indicators are standardised with the train
+    split's statistics and joined before the head. The loop is `fit_classifier`'s (class balancing,
+    ReduceLROnPlateau, early stopping on validation, prior matching); deterministic for `cfg.seed` on CPU.
+    `progress(epoch, cfg.epochs, row)` is called after every epoch; `checkpointing` saves and resumes.
     """
     cfg.validate()
     x_train = check_scalograms(x_train, "x_train")
@@ -308,16 +315,34 @@ def train_classifier(
         raise DataError(
             f"x_val samples are shaped {x_val.shape[1:]} but x_train samples {x_train.shape[1:]}."
         )
-    y_train = _check_labels(y_train, len(x_train), "y_train")
-    y_val = _check_labels(y_val, len(x_val), "y_val")
-    model, history, best_epoch, weights = fit_direction_model(
-        lambda: build_classifier(cfg, x_train.shape[1:]), x_train, y_train, x_val, y_val, cfg,
-        resolve_device(device), progress, eval_batch_size=256, checkpointing=checkpointing,
-        kind=f"classifier-{cfg.arch}",
-    )
-    return ClassifierResult(
-        model=model, history=history, best_epoch=best_epoch, config=cfg,
-        class_weights=[float(w) for w in weights],
+    if cfg.input_channels == "magnitude" and x_train.shape[1] != 2:
+        raise DataError(f"input_channels='magnitude' needs real+imag scalograms (N, 2, S, T); x_train has "
+                        f"{x_train.shape[1]} channel(s). Pass the stored two-channel images.")
+    n_classes = infer_n_classes(y_train, n_classes)
+    y_train = check_labels(y_train, len(x_train), "y_train", n_classes)
+    y_val = check_labels(y_val, len(x_val), "y_val", n_classes)
+    ind_train = check_indicators(indicators_train, len(x_train), "indicators_train")
+    ind_val = check_indicators(indicators_val, len(x_val), "indicators_val")
+    if (ind_train is None) != (ind_val is None) or (
+        ind_train is not None and ind_train.shape[1] != ind_val.shape[1]
+    ):
+        raise DataError("indicators_train and indicators_val must both be given, with the same columns, or both "
+                        "be None.")
+    n_indicators = 0 if ind_train is None else ind_train.shape[1]
+    mean, std = standardize_indicators(ind_train) if n_indicators else (None, None)
+
+    def build() -> nn.Module:
+        model = build_classifier(cfg, x_train.shape[1:], n_classes, n_indicators)
+        if n_indicators:
+            model.indicators.indicator_mean.copy_(torch.from_numpy(mean))
+            model.indicators.indicator_std.copy_(torch.from_numpy(std))
+        return model
+
+    train_inputs = (x_train,) if ind_train is None else (x_train, ind_train)
+    val_inputs = (x_val,) if ind_val is None else (x_val, ind_val)
+    return fit_classifier(
+        build, train_inputs, y_train, val_inputs, y_val, cfg, resolve_device(device), n_classes=n_classes,
+        progress=progress, eval_batch_size=256, checkpointing=checkpointing, kind=f"classifier-{cfg.arch}",
     )
 
 
@@ -334,127 +359,36 @@ def fit_direction_model(
     checkpointing: Checkpointing | None = None,
     kind: str = "classifier",
 ) -> tuple[nn.Module, list[dict[str, float]], int, np.ndarray]:
-    """The training loop every direction classifier shares (scalogram CNN/ViT, LSTMs).
-
-    Class-weighted cross-entropy (`cfg.balance_classes`) with AdamW; validation loss with the same weights drives
-    early stopping, and the returned model holds the best validation epoch's weights. `cfg` needs `seed`,
-    `epochs`, `batch_size`, `learning_rate`, `weight_decay`, `patience`, `max_steps`, `balance_classes` and
-    `to_dict()`. With `checkpointing`, the loop's complete state (early stopping included) is saved every
-    `checkpointing.every` optimizer steps under `kind` and a checkpoint of the same config and data is resumed
-    exactly. A NaN/inf training or validation loss raises TrainingDivergedError naming the step.
-    Returns (model, history, best_epoch, class weights).
-    """
-    weights = class_weights(y_train) if cfg.balance_classes else np.ones(N_CLASSES)
-    n = len(x_train)
-    batch_size = min(cfg.batch_size, n)
-    data, labels = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    val_labels = torch.from_numpy(y_val)
-    stopper = EarlyStopping(cfg.patience)
-    checkpointer = None
-    if checkpointing is not None:
-        digest = fingerprint(kind, cfg.to_dict(), x_train, y_train, x_val, y_val)
-        checkpointer = checkpointing.bind(kind, digest)
-
-    with seeded(cfg.seed, device) as generator:
-        model = build_model().to(device)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        weight_tensor = torch.tensor(weights, dtype=torch.float32)
-        criterion = nn.CrossEntropyLoss(weight=weight_tensor.to(device))
-        state = checkpointer.restore(model, optimizer, generator) if checkpointer is not None else None
-        state = state or TrainingState()
-        history: list[dict[str, float]] = list(state.extra.get("history", []))
-        if "stopper" in state.extra:
-            stopper.load_checkpoint_state(state.extra["stopper"], state.tensors)
-        steps = state.step
-
-        def snapshot(**position: Any) -> TrainingState:
-            stopper_meta, stopper_tensors = stopper.checkpoint_state()
-            extra = {"history": history, "stopper": stopper_meta, **position.pop("extra", {})}
-            return TrainingState(step=steps, extra=extra, tensors=stopper_tensors, **position)
-
-        for epoch_index in range(state.epoch, cfg.epochs):
-            if state.done:
-                break
-            epoch = epoch_index + 1
-            resuming = epoch_index == state.epoch and state.order is not None
-            order = state.order if resuming else torch.randperm(n, generator=generator)
-            first_batch = state.batch if resuming else 0
-            loss_sum = float(state.extra["loss_sum"]) if resuming else 0.0
-            seen = int(state.extra["seen"]) if resuming else 0
-            model.train()
-            for batch, index in enumerate(batches_from(order, batch_size, first_batch), start=first_batch + 1):
-                if cfg.max_steps is not None and steps >= cfg.max_steps:
-                    break
-                logits = model(data[index].to(device))
-                loss = criterion(logits, labels[index].to(device))
-                check_finite_loss(loss.item(), steps + 1, kind, cfg.learning_rate)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(index)
-                seen += len(index)
-                steps += 1
-                if checkpointer is not None and checkpointer.due(steps):
-                    position = {"loss_sum": loss_sum, "seen": seen}
-                    checkpointer.save(snapshot(epoch=epoch_index, batch=batch, order=order, extra=position),
-                                      model, optimizer, generator)
-                if cfg.max_steps is not None and steps >= cfg.max_steps:
-                    break
-
-            model.eval()
-            val_logits = _logits(model, x_val, device, max(batch_size, eval_batch_size))
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / seen,
-                "val_loss": F.cross_entropy(val_logits, val_labels, weight=weight_tensor).item(),
-                **_accuracies(val_logits.argmax(1).numpy(), y_val),
-            }
-            check_finite_loss(row["val_loss"], steps, kind, cfg.learning_rate, loss_name="validation loss")
-            history.append(row)
-            if progress is not None:
-                progress(epoch, cfg.epochs, row)
-            should_stop = stopper.update(row["val_loss"], model, epoch)
-            if should_stop or (cfg.max_steps is not None and steps >= cfg.max_steps):
-                break
-        stopper.restore(model)
-        model.eval()
-        check_finite_weights(model, steps, kind, cfg.learning_rate)
-        if checkpointer is not None and not state.done:
-            checkpointer.save(snapshot(epoch=cfg.epochs, done=True), model, optimizer, generator)
-    return model, history, stopper.best_epoch, weights
-
-
-def _accuracies(predicted: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """Accuracy, and balanced accuracy (mean per-class recall), which a majority-class guess cannot inflate."""
-    recalls = [float((predicted[y == c] == c).mean()) for c in range(N_CLASSES) if (y == c).any()]
-    return {"val_accuracy": float((predicted == y).mean()), "val_balanced_accuracy": float(np.mean(recalls))}
+    """Compatibility wrapper of `training.fit_classifier` for one input array: (model, history, best_epoch,
+    class weights)."""
+    n_classes = infer_n_classes(y_train, None)
+    result = fit_classifier(
+        build_model, (x_train,), y_train, (x_val,), y_val, cfg, device, n_classes=n_classes, progress=progress,
+        eval_batch_size=eval_batch_size, checkpointing=checkpointing, kind=kind,
+    )
+    return result.model, result.history, result.best_epoch, np.asarray(result.class_weights)
 
 
 def predict_proba(
-    model: nn.Module, x: np.ndarray, device: torch.device | str | None = None, batch_size: int = 256
+    model: nn.Module,
+    x: np.ndarray,
+    device: torch.device | str | None = None,
+    batch_size: int = 256,
+    indicators: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Class probabilities (N, 2) as float32; column 1 is P(up). `device=None` uses the model's device."""
+    """Class probabilities (N, n_classes) as float32; the last column is P(up). `device=None` uses the model's
+    device. Pass `indicators` ((N, F), raw: the model standardises them) when the model was trained with them."""
     x = check_scalograms(x)
     check_positive("batch_size", batch_size)
-    return softmax_proba(model, x, device, batch_size)
+    ind = check_indicators(indicators, len(x), "indicators")
+    return predict_softmax(model, (x,) if ind is None else (x, ind), device, batch_size)
 
 
 def softmax_proba(
     model: nn.Module, x: np.ndarray, device: torch.device | str | None, batch_size: int
 ) -> np.ndarray:
-    """Softmax of `model` over prepared inputs `x`, in eval mode, restoring the model's train/eval state."""
-    if device is None:
-        device = _model_device(model)
-    else:
-        device = resolve_device(device)
-        model.to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        proba = torch.softmax(_logits(model, x, device, batch_size), dim=1).numpy().astype(np.float32)
-        return check_finite_output(proba, f"{type(model).__name__} probabilities")
-    finally:
-        model.train(was_training)
+    """Softmax of `model` over prepared inputs `x` (kept for callers of the older name; see `predict_softmax`)."""
+    return predict_softmax(model, x, device, batch_size)
 
 
 def save_classifier(
@@ -464,7 +398,8 @@ def save_classifier(
     directory: str | Path,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Save weights (model.safetensors) and config.json under `directory`, atomically (temp dir, then rename)."""
+    """Save weights (model.safetensors, with the indicator statistics) and config.json under `directory`,
+    atomically (temp dir, then rename)."""
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -472,6 +407,7 @@ def save_classifier(
         "config": cfg.to_dict(),
         "input_shape": [int(v) for v in input_shape],
         "n_outputs": int(getattr(model, "n_outputs", N_CLASSES)),
+        "n_indicators": int(getattr(getattr(model, "indicators", None), "n_indicators", 0)),
         "extra": extra or {},
     }
     return save_weights(model, meta, directory, "save_classifier")
@@ -484,8 +420,16 @@ def load_classifier(
     meta, state = load_weights(directory, FORMAT_NAME, FORMAT_VERSION, "classifier")
     cfg = ClassifierConfig.from_dict(meta["config"])
     meta["input_shape"] = tuple(meta["input_shape"])
-    model = build_classifier(cfg, meta["input_shape"], meta["n_outputs"])
+    model = build_classifier(cfg, meta["input_shape"], meta["n_outputs"], int(meta.get("n_indicators", 0)))
+    state = _upgrade_state(state)
     model.load_state_dict(state)
     model.to(resolve_device(device))
     model.eval()
     return model, cfg, meta
+
+
+def _upgrade_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Models saved before the indicator head lack its (identity) buffers: add them so they still load."""
+    if "indicators.indicator_mean" not in state:
+        state = {**state, "indicators.indicator_mean": torch.zeros(0), "indicators.indicator_std": torch.ones(0)}
+    return state

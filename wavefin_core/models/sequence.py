@@ -1,7 +1,7 @@
 """LSTM direction classifiers on return windows: the "LSTM" and "Haar-wavelet-denoised LSTM" baselines.
 
 Both read windows of returns shaped (N, T) that end at the forecast origin and predict the next move's direction
-(0 = down, 1 = up). The LSTM sees two features per time step, the return and its absolute value, and classifies
+(0 = down, 1 = up; or 0 = down, 1 = flat, 2 = up). The LSTM sees two features per time step, the return and its absolute value, and classifies
 from its last hidden state. With `denoise_level` set, every window first goes through causal Haar denoising
 (`haar_denoise(..., causal=True)`): the input at step t is a function of the window's samples up to t only, so
 the denoising adds no look-ahead (whole-series DWT denoising would: every output would use later samples).
@@ -12,7 +12,7 @@ training-split statistics); standardising here would leak validation statistics 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,78 +22,52 @@ from torch import nn
 
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.models.checkpoint import Checkpointing
-from wavefin_core.models.classifier import (
-    N_CLASSES,
-    _check_labels,
-    fit_direction_model,
-    softmax_proba,
-)
 from wavefin_core.models.training import (
+    FitResult,
     ProgressFn,
+    TrainingConfig,
+    check_labels,
     check_positive,
+    fit_classifier,
+    infer_n_classes,
     load_weights,
+    predict_softmax,
     resolve_device,
     save_weights,
 )
 from wavefin_core.wavelets.haar import haar_denoise
 
+N_CLASSES = 2
 N_FEATURES = 2  # the return and its absolute value
 FORMAT_NAME = "wavefin-sequence-classifier"
 FORMAT_VERSION = 1
 
 
 @dataclass
-class SequenceConfig:
-    """Architecture and optimisation settings of an LSTM direction classifier on return windows.
+class SequenceConfig(TrainingConfig):
+    """Architecture of an LSTM direction classifier on return windows, plus the shared optimisation settings.
 
     `denoise_level=None` is the plain LSTM; an int L >= 1 is the Haar-LSTM, whose inputs are the windows
-    causally Haar-denoised over trailing blocks of 2**L samples. `patience` epochs without a lower validation
-    loss stop training, and the best epoch's weights are kept. `balance_classes` weights the cross-entropy by
-    inverse training-label frequency (see `class_weights`). `dropout` applies between stacked LSTM layers and
-    to the last hidden state.
+    causally Haar-denoised over trailing blocks of 2**L samples. `dropout` applies between stacked LSTM layers
+    and to the last hidden state. Class balancing, ReduceLROnPlateau, early stopping and prior matching are
+    `TrainingConfig`'s.
     """
 
     hidden_size: int = 32
     num_layers: int = 1
     dropout: float = 0.0
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 3
-    seed: int = 0
-    max_steps: int | None = None
     denoise_level: int | None = None
-    balance_classes: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SequenceConfig:
-        """Inverse of `to_dict`; unknown keys are a ConfigError so typos do not pass silently."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(
-                f"SequenceConfig has unknown field(s) {unknown}; valid fields are {sorted(names)}."
-            )
-        return cls(**data)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first field that cannot work."""
-        for name in ("hidden_size", "num_layers", "epochs", "batch_size", "patience"):
+        for name in ("hidden_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise ConfigError(f"{name}={value!r} must be a positive integer.")
             check_positive(name, value)
-        check_positive("learning_rate", self.learning_rate)
-        check_positive("max_steps", self.max_steps, allow_none=True)
+        super().validate()
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout={self.dropout} must be in [0, 1); 0.0 or 0.2 are good starts.")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0.")
         level = self.denoise_level
         if level is not None and (
             isinstance(level, bool) or not isinstance(level, (int, np.integer)) or level < 1
@@ -175,19 +149,8 @@ def _prepare(windows: np.ndarray, cfg: SequenceConfig, name: str) -> np.ndarray:
     return np.ascontiguousarray(np.stack([x, np.abs(x)], axis=-1), dtype=np.float32)
 
 
-@dataclass
-class SequenceResult:
-    """What `train_sequence_classifier` returns: the best-validation model (in eval mode) and the curves.
-
-    `history` has one dict per epoch run (epoch, train_loss, val_loss, val_accuracy, val_balanced_accuracy);
-    `best_epoch` is the 1-based epoch whose weights the model holds; `class_weights` are the loss weights used.
-    """
-
-    model: nn.Module
-    history: list[dict[str, float]]
-    best_epoch: int
-    config: SequenceConfig
-    class_weights: list[float]
+SequenceResult = FitResult
+"""`train_sequence_classifier`'s result (see `FitResult`: model, history, best_epoch, params, train_seconds, ...)."""
 
 
 def train_sequence_classifier(
@@ -199,29 +162,26 @@ def train_sequence_classifier(
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
     checkpointing: Checkpointing | None = None,
-) -> SequenceResult:
-    """Train a `ReturnLSTM` on return windows (N, T) and binary direction labels, like `train_classifier`.
+    *,
+    n_classes: int | None = None,
+) -> FitResult:
+    """Train a `ReturnLSTM` on return windows (N, T) and direction labels (2 or 3 classes; inferred when None).
 
-    Windows go through `prepare_sequences` (causal Haar denoising when `cfg.denoise_level` is set). The loss is
-    cross-entropy weighted by inverse training-label frequency (`balance_classes`), optimised with AdamW;
-    validation loss (same weights) drives early stopping and the returned model holds the best validation
-    epoch's weights. Deterministic for a given `cfg.seed` on CPU. `progress(epoch, cfg.epochs, row)` is called
-    after every epoch with that epoch's history row. `checkpointing` saves and resumes the training state (see
-    `fit_direction_model`).
+    Windows go through `prepare_sequences` (causal Haar denoising when `cfg.denoise_level` is set). The loop is
+    `fit_classifier`'s (class balancing, ReduceLROnPlateau, early stopping on validation, prior matching);
+    deterministic for `cfg.seed` on CPU. `progress(epoch, cfg.epochs, row)` is called after every epoch;
+    `checkpointing` saves and resumes the training state.
     """
     cfg.validate()
     data_train = _prepare(x_train, cfg, "x_train")
     data_val = _prepare(x_val, cfg, "x_val")
-    y_train = _check_labels(y_train, len(data_train), "y_train")
-    y_val = _check_labels(y_val, len(data_val), "y_val")
-    model, history, best_epoch, weights = fit_direction_model(
-        lambda: _build(cfg), data_train, y_train, data_val, y_val, cfg, resolve_device(device), progress,
-        eval_batch_size=512, checkpointing=checkpointing,
+    n_classes = infer_n_classes(y_train, n_classes)
+    y_train = check_labels(y_train, len(data_train), "y_train", n_classes)
+    y_val = check_labels(y_val, len(data_val), "y_val", n_classes)
+    return fit_classifier(
+        lambda: _build(cfg, n_classes), (data_train,), y_train, (data_val,), y_val, cfg, resolve_device(device),
+        n_classes=n_classes, progress=progress, eval_batch_size=512, checkpointing=checkpointing,
         kind="lstm" if cfg.denoise_level is None else "haar-lstm",
-    )
-    return SequenceResult(
-        model=model, history=history, best_epoch=best_epoch, config=cfg,
-        class_weights=[float(w) for w in weights],
     )
 
 
@@ -232,14 +192,14 @@ def predict_sequence_proba(
     device: torch.device | str | None = None,
     batch_size: int = 512,
 ) -> np.ndarray:
-    """Class probabilities (N, 2) as float32 for return windows (N, T); column 1 is P(up).
+    """Class probabilities (N, n_classes) as float32 for return windows (N, T); the last column is P(up).
 
     `cfg` must be the config the model was trained with (it decides the denoising). `device=None` uses the
     model's device.
     """
     check_positive("batch_size", batch_size)
     x = prepare_sequences(windows, cfg)
-    return softmax_proba(model, x, device, batch_size)
+    return predict_softmax(model, x, device, batch_size)
 
 
 def save_sequence_classifier(
