@@ -30,9 +30,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Dagster UI on http://127.0.0.1:3000 (after the same start-up clean-up as `make run`).
+## Dagster UI on http://127.0.0.1:3000 (after the same start-up clean-up as `make run`), through `dg dev`: the
+## project is read from [tool.dg] in pyproject.toml; the webserver and the daemon (schedules, sensors) run together.
 ui: $(STAMP) recover
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000
+	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH $(VENV)/bin/dg dev -h 127.0.0.1 -p 3000
 
 ## After a crash: fail runs whose process is gone, free their `gpu` slots, mark their MLflow runs KILLED,
 ## remove the temporary files of killed writes (`make run` and `make ui` do this on start).

@@ -1,4 +1,5 @@
-"""Jobs, schedules and sensors: per-series ingestion, the weekly re-training, and the crash clean-up sensor."""
+"""Jobs, schedules and sensors: per-series ingestion, the daily data refresh, the weekly re-training, and the
+crash clean-up sensor (the prices-directory sensor is in `wavefin_assets.sensors`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ import dagster as dg
 
 from wavefin_assets.assets.common import MODEL_GROUP, REPORT_GROUP
 from wavefin_assets.assets.data import DATA_GROUP
-from wavefin_assets.partitions import series_partitions
+from wavefin_assets.partitions import (
+    BUILTIN_SERIES,
+    SERIES_PARTITIONS_NAME,
+    scan_csv_series,
+    series_partitions,
+)
 
 ingest_job = dg.define_asset_job(
     "ingest",
@@ -29,6 +35,30 @@ weekly_retrain = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Weekly re-training (stopped by default; turn it on in the UI).",
 )
+
+
+@dg.schedule(
+    name="daily_data_refresh",
+    job=ingest_job,
+    cron_schedule="0 2 * * *",  # 02:00 UTC every day, an hour before the weekly retrain on Mondays
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Daily re-ingest of every registered series whose source exists (built-ins and the CSVs present "
+    "in the prices directory); stopped by default, turn it on in the UI.",
+)
+def daily_data_refresh(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest] | dg.SkipReason:
+    """One `ingest` run per series partition. Partitions of removed or refused files are left out (they would
+    only fail, every day): materializing one by hand says what is wrong."""
+    registered = context.instance.get_dynamic_partitions(SERIES_PARTITIONS_NAME)
+    available = {*BUILTIN_SERIES, *scan_csv_series().files}
+    keys = [key for key in registered if key in available]
+    skipped = sorted(set(registered) - available)
+    if skipped:
+        context.log.info(f"not refreshing {skipped}: their CSV is gone or refused")
+    if not keys:
+        return dg.SkipReason("no series partitions registered yet (the series_csv_sensor registers them)")
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [dg.RunRequest(run_key=f"{key}@{day}", partition_key=key) for key in keys]
 
 
 @dg.sensor(

@@ -1,19 +1,25 @@
 """Series partitions: one partition per price series, so many tickers materialize in parallel.
 
-The initial partitions are the built-in series — `mjd` (a Merton jump diffusion simulation) and `sp500` (the
-daily S&P 500 series shipped inside the `arch` package) — plus one `csv-<name>` partition per CSV dropped into
-`data/prices/` (reload the code location in the UI after adding a file).
+The partitions are dynamic (`DynamicPartitionsDefinition(name="series")`): they live in the Dagster instance,
+not in the code, so a new CSV becomes a partition without reloading the code location. The built-in series —
+`mjd` (a Merton jump diffusion simulation), `sp500` (the daily S&P 500 series shipped inside the `arch` package)
+and `planted` (a simulation with planted, known structure) — are registered on first start (`make run`,
+`make ui`, and the `series_csv_sensor`'s first tick), and the sensor registers one `csv-<name>` partition per
+valid CSV dropped into `data/prices/` and requests its ingest run (see `wavefin_assets.sensors`).
 
 A partition key names a series for good (its stored values and its history hang off the key), so a key is a
-pure function of its own file's name, never of the other files in the folder:
+pure function of its own file's name, never of the other files in the folder, and a registered key is never
+removed or renumbered:
 
 - characters outside `A-Za-z0-9_.-` become `_`; a key longer than `MAX_KEY_CHARS` is cut and ends in a hash of
   the whole name, so a 240-character file name still gives a short, stable key (and storage file name);
 - two files whose names give the same key (`a b.csv` and `a_b.csv`, or names differing only in case, which
-  collide on case-insensitive disks) are never renumbered: the key stays a partition, and materializing it
-  fails with a `DataError` naming both files until one is renamed;
+  collide on case-insensitive disks) are never renumbered: the sensor refuses to register the key, naming both
+  files, and an already registered key fails with a `DataError` naming both files until one is renamed;
 - a symlink that leads outside the prices directory is refused the same way (a partition that reads files
-  from elsewhere on the machine would be a surprise, and its data could change under the key).
+  from elsewhere on the machine would be a surprise, and its data could change under the key);
+- a removed file keeps its partition (and its history); materializing it fails with a `DataError` that says
+  the file is gone and how to bring it back.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ import dagster as dg
 
 from wavefin_core.errors import DataError
 
-BUILTIN_SERIES = ("mjd", "sp500")
+#: Series that need no file; registered as partitions on first start.
+BUILTIN_SERIES = ("mjd", "sp500", "planted")
+#: The name of the dynamic partitions definition (the instance stores its keys under this name).
+SERIES_PARTITIONS_NAME = "series"
 CSV_PREFIX = "csv-"
 #: Longest partition key: it is also a file name in storage (`<key>.parquet`), and file systems cap names at
 #: 255 bytes; 64 keeps keys readable in the UI.
@@ -66,8 +75,10 @@ class CsvSeries:
             raise DataError(self.refused[key])
         if key not in self.files:
             raise DataError(
-                f"Series {key!r} has no CSV in {prices_dir()} any more (known: {self.keys() or 'none'}, "
-                f"built-in: {list(BUILTIN_SERIES)}); put the file back or reload the code location."
+                f"Series {key!r} has no CSV in {prices_dir()} any more (CSV series there now: "
+                f"{self.keys() or 'none'}; built-in: {list(BUILTIN_SERIES)}). Put the file back as "
+                f"'{key.removeprefix(CSV_PREFIX)}.csv' to materialize it again; the partition and its history "
+                "are kept."
             )
         return self.files[key]
 
@@ -123,9 +134,27 @@ def discover_csv_series(directory: Path | None = None) -> dict[str, Path]:
     return scan_csv_series(directory).files
 
 
-def series_partition_keys() -> list[str]:
-    """Built-in series, then every CSV key, including refused ones (they fail with the reason when run)."""
-    return [*BUILTIN_SERIES, *scan_csv_series().keys()]
+def series_partition_keys(instance: dg.DagsterInstance | None = None) -> list[str]:
+    """The series to process: built-ins, then every CSV key in the prices directory (refused ones included:
+    they fail with their reason when run), then, given an instance, every other key registered there (a
+    removed file's partition, which fails clearly)."""
+    keys = [*BUILTIN_SERIES, *scan_csv_series().keys()]
+    if instance is not None:
+        keys += [k for k in instance.get_dynamic_partitions(SERIES_PARTITIONS_NAME) if k not in keys]
+    return keys
 
 
-series_partitions = dg.StaticPartitionsDefinition(series_partition_keys())
+def register_series(instance: dg.DagsterInstance, directory: Path | None = None) -> list[str]:
+    """Register the built-in series and every usable CSV that is not a partition yet; return the keys added.
+
+    Keys are only ever added: a removed or refused file keeps its partition. Refused files (collisions,
+    symlinks out) are not registered; the sensor says why.
+    """
+    known = set(instance.get_dynamic_partitions(SERIES_PARTITIONS_NAME))
+    new = [key for key in (*BUILTIN_SERIES, *scan_csv_series(directory).files) if key not in known]
+    if new:
+        instance.add_dynamic_partitions(SERIES_PARTITIONS_NAME, new)
+    return new
+
+
+series_partitions = dg.DynamicPartitionsDefinition(name=SERIES_PARTITIONS_NAME)

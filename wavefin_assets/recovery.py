@@ -260,6 +260,11 @@ def main() -> int:
     write_instance_config(os.environ["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
         prepare_instance(instance, storage_root())
+        from wavefin_assets.partitions import register_series
+
+        added = register_series(instance)  # the UI lists them at once (the CSV sensor would on its first tick)
+        if added:
+            print(f"Registered series partitions {added}.")
     for run_id in default_mlflow().mark_orphaned_runs_killed():
         print(f"Marked MLflow run {run_id} KILLED: its process is gone.")
     return 0

@@ -10,6 +10,13 @@ killed writes are removed. While the model job waits for a `gpu` slot held by an
 holds it and how to free it. Ctrl-C (or SIGTERM) stops it: the current run is marked failed (or canceled, if
 it was waiting), never left STARTED with a slot taken.
 
+The series partitions (built-ins and every CSV in the prices directory) are registered in the instance first, then
+ingested in parallel: one `ingest` run per series, `--parallel` of them at a time (default: the number of CPU
+cores), each driven by a worker process through Dagster's multiprocess executor (`execute_job`); workers and step
+processes fork from servers that imported the definitions once (`forkserver` with `preload_modules`).
+`--parallel 1` (or a single series) runs them one after another in this process instead, with the Ctrl-C
+handling described above.
+
 Options (for trying things on a small scale): `--series mjd,sp500` limits the partitions, `--models-only` skips
 the data assets, `--assets diffusion_model` materializes only those model assets, and `--config FILE` adds
 Dagster run config (YAML, `ops:` of either job) on top of the profile.
@@ -57,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(storage_root() / "dagster_home"))
     write_instance_config(os.environ["DAGSTER_HOME"])
     from wavefin_assets.definitions import build_defs
-    from wavefin_assets.partitions import series_partition_keys
+    from wavefin_assets.partitions import scan_csv_series, series_partition_keys
     from wavefin_assets.profiles import PROFILE
 
     # Ctrl-C stops, even when started from a shell that ignores SIGINT in background jobs; SIGTERM (`kill`,
@@ -85,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             prepare_instance(instance, storage_root(), log=_say)
             for run_id in default_mlflow().mark_orphaned_runs_killed():
                 _say(f"Marked MLflow run {run_id} KILLED: the process that ran it is gone.")
-            return _run(defs, instance, keys, user_config, started, args.models_only, args.assets)
+            from wavefin_assets.partitions import register_series
+
+            added = register_series(instance)
+            if added:
+                _say(f"registered series partitions {added}")
+            refused = {key: why for key, why in scan_csv_series().refused.items() if key in keys}
+            return _run(defs, instance, keys, user_config, started, args.models_only, args.assets,
+                        parallel=args.parallel, refused=refused)
         except KeyboardInterrupt:
             print("\nInterrupted: stopped; the interrupted run is marked failed (or canceled), its pool slots are free. "
                   "Rerun `make run` to go on.", file=sys.stderr, flush=True)
@@ -94,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(
     defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], user_config: dict, started: float,
-    models_only: bool = False, assets: list[str] | None = None,
+    models_only: bool = False, assets: list[str] | None = None, parallel: int = 1,
+    refused: Mapping[str, str] | None = None,
 ) -> int:
     from wavefin_assets.resources import storage_root
 
@@ -102,16 +117,21 @@ def _run(
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("WAVEFIN_LOG_LEVEL", "INFO")}}}}
     failed: list[str] = []
     ingest = defs.resolve_job_def("ingest")
-    for key in [] if models_only else keys:
-        t0 = time.perf_counter()
-        print(f"[data] {key}: raw_prices → clean_prices → segments → scalograms …", flush=True)
-        config = _merge(quiet, _ops_for(ingest, user_config))
-        result = execute_guarded(ingest, instance, config, partition_key=key)
-        if result.success:
-            print(f"[data] {key}: done in {time.perf_counter() - t0:.1f}s", flush=True)
-        else:
+    config = _merge(quiet, _ops_for(ingest, user_config))
+    refused = dict(refused or {})
+    if not models_only:
+        for key, why in refused.items():  # never registered: a run could only fail with "unknown partition"
             failed.append(key)
-            print(f"[data] {key}: FAILED — {_first_error(result)}", flush=True)
+            print(f"[data] {key}: FAILED — DataError: {why}", flush=True)
+        runnable = [key for key in keys if key not in refused]
+        t0 = time.perf_counter()
+        if parallel > 1 and len(runnable) > 1:
+            print(f"[data] {len(runnable)} series, {parallel} at a time (multiprocess executor) …", flush=True)
+            failed += ingest_in_parallel(instance, runnable, config, parallel)
+        else:
+            failed += _ingest_one_by_one(ingest, instance, runnable, config)
+        print(f"[data] {len(runnable) - len(set(failed) - set(refused))} of {len(keys)} series done in "
+              f"{time.perf_counter() - t0:.1f}s", flush=True)
     if len(failed) == len(keys):
         print("No series could be processed; nothing to train on.", file=sys.stderr)
         return 1
@@ -149,6 +169,96 @@ def _run(
         print(f"Series that failed and were skipped: {failed}", file=sys.stderr)
         return 1
     return 0
+
+
+def _ingest_one_by_one(
+    ingest: dg.JobDefinition, instance: dg.DagsterInstance, keys: list[str], config: dict,
+) -> list[str]:
+    """Each series in this process, one after another (`--parallel 1`); returns the keys that failed."""
+    failed = []
+    for key in keys:
+        t0 = time.perf_counter()
+        print(f"[data] {key}: raw_prices → clean_prices → segments → scalograms …", flush=True)
+        result = execute_guarded(ingest, instance, config, partition_key=key)
+        if result.success:
+            print(f"[data] {key}: done in {time.perf_counter() - t0:.1f}s", flush=True)
+        else:
+            failed.append(key)
+            print(f"[data] {key}: FAILED — {_first_error(result)}", flush=True)
+    return failed
+
+
+def ingest_job() -> dg.JobDefinition:
+    """The `ingest` job, for `dg.reconstructable`: each step process rebuilds it from here."""
+    from wavefin_assets.definitions import defs
+
+    return defs.resolve_job_def("ingest")
+
+
+#: Worker and step processes fork from servers with these imported once (the definitions, pandas, pyarrow, dagster).
+FORKSERVER_PRELOAD = ["wavefin_assets.definitions"]
+
+
+def _ingest_worker(ref: Any, key: str, run_config: dict, tags: dict[str, str],
+                   assets: list[str] | None) -> tuple[str, bool, str, float]:
+    """In a worker process: one `ingest` run of `key` on the multiprocess executor; (key, ok, error, seconds)."""
+    t0 = time.perf_counter()
+    with dg.DagsterInstance.from_ref(ref) as instance:
+        result = dg.execute_job(
+            dg.reconstructable(ingest_job), instance, run_config=run_config,
+            tags={**tags, "dagster/partition": key},
+            asset_selection=[dg.AssetKey(a) for a in assets] if assets else None,
+        )
+    return key, result.success, "" if result.success else _first_error(result), time.perf_counter() - t0
+
+
+def ingest_in_parallel(
+    instance: dg.DagsterInstance, keys: list[str], config: dict, parallel: int, assets: list[str] | None = None,
+) -> list[str]:
+    """One `ingest` run per series, `parallel` at a time, each on the multiprocess executor; returns the failed keys.
+
+    Each run is driven by a worker process (Dagster's `execute_job` is not thread-safe: two runs driven from
+    threads of one process deadlock in its logging set-up); the workers and the step processes fork from
+    servers that imported the definitions once. The runs carry this process's pid, so if it is killed, the
+    next start fails them (`wavefin_assets.recovery`). Ctrl-C reaches the workers and steps too (same process
+    group): this process then cancels the runs still going, frees their pool slots and re-raises.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from dagster._core.storage.dagster_run import DagsterRunStatus, RunsFilter
+
+    from wavefin_assets.recovery import PID_TAG
+
+    multiprocess = {"multiprocess": {"start_method": {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}}}}
+    run_config = _merge(config, {"execution": {"config": multiprocess}})
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)
+    failed = []
+    pool = ProcessPoolExecutor(max_workers=min(parallel, len(keys)), mp_context=context)
+    try:
+        futures = [pool.submit(_ingest_worker, instance.get_ref(), key, run_config, process_tags(), assets)
+                   for key in keys]
+        for future in as_completed(futures):
+            key, ok, error, seconds = future.result()
+            if ok:
+                print(f"[data] {key}: done in {seconds:.1f}s", flush=True)
+            else:
+                failed.append(key)
+                print(f"[data] {key}: FAILED — {error}", flush=True)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        mine = instance.get_runs(RunsFilter(tags={PID_TAG: str(os.getpid())},
+                                            statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING,
+                                                      DagsterRunStatus.NOT_STARTED]))
+        storage = instance.event_log_storage
+        for dagster_run in mine:
+            instance.report_run_canceled(dagster_run, message="Interrupted (Ctrl-C / SIGTERM): canceled.")
+            if storage.supports_global_concurrency_limits:
+                storage.free_concurrency_slots_for_run(dagster_run.run_id)
+        raise
+    pool.shutdown(wait=True)
+    return sorted(failed)
 
 
 def wait_for_pool(instance: dg.DagsterInstance, what: str, pool: str = GPU_POOL, poll_s: float = 2.0) -> None:
@@ -312,6 +422,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--assets", type=lambda s: [x for x in s.split(",") if x],
                         help="comma-separated model assets to materialize (default: all of the model job)")
     parser.add_argument("--config", type=Path, help="YAML file of Dagster run config (`ops:` of either job)")
+    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
+                        help="series ingested at a time, each on the multiprocess executor (default: CPU cores; "
+                             "1: one after another in this process)")
     return parser.parse_args(argv)
 
 

@@ -17,7 +17,8 @@ QUERY = """
 {
   assetNodes { assetKey { path } isPartitioned assetChecksOrError { ... on AssetChecks { checks { name blocking } } } }
   workspaceOrError { ... on Workspace { locationEntries { name locationOrLoadError { __typename
-      ... on RepositoryLocation { repositories { jobs { name } schedules { name scheduleState { status } } } } } } } }
+      ... on RepositoryLocation { repositories { jobs { name } schedules { name scheduleState { status } }
+      sensors { name sensorState { status } } } } } } } }
 }
 """
 
@@ -73,7 +74,10 @@ def test_webserver_serves_the_asset_graph(tmp_path):
         repo_data = location["repositories"][0]
         assert {"retrain", "ingest"} <= {j["name"] for j in repo_data["jobs"]}
         schedules = {s["name"]: s["scheduleState"]["status"] for s in repo_data["schedules"]}
-        assert schedules == {"weekly_retrain": "STOPPED"}
+        assert schedules == {"weekly_retrain": "STOPPED", "daily_data_refresh": "STOPPED"}
+        sensors = {s["name"]: s["sensorState"]["status"] for s in repo_data["sensors"]}
+        assert sensors == {"series_csv_sensor": "RUNNING", "free_crashed_runs": "RUNNING",
+                           "wavefin_automation": "STOPPED"}
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,113 @@
+"""Scale-out benchmark: N Merton-jump-diffusion series x 2,500 daily bars through the data assets.
+
+Run on demand (never in CI):  .venv/bin/python bench/bench_scale.py [--sizes 10,25,50] [--bars 2500] [--parallel P]
+
+For each N, in a fresh process with its own empty storage, prices folder and Dagster instance:
+
+1. writes N CSVs of seeded MJD daily bars (`simulate_mjd(freq="daily")`, one seed per series) into the prices
+   folder: they become the partitions `csv-mjd_000` ... (the way users add series);
+2. registers them as `series` partitions (`register_series`, as `make run` and the sensor do);
+3. materializes raw_prices -> clean_prices -> segments -> scalograms for every series the way `make run` does:
+   one `ingest` run per series, P runs at a time, each on the multiprocess executor
+   (`wavefin_assets.run_all.ingest_in_parallel`).
+
+It prints one row per N: wall time of step 3, time per series (wall / N) and its ratio to the smallest N. The
+goal is a flat time per series (at most 1.3x from 10 to 50): nothing in the data path may grow with the
+number of series (scanning the prices folder, the instance's partition list and event log, the IO manager).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_scale(n: int, bars: int, parallel: int, root: Path) -> dict:
+    """Steps 1-3 for one N (run in a child process whose environment points at `root`)."""
+    import dagster as dg
+
+    from wavefin_assets.partitions import register_series
+    from wavefin_assets.run_all import ingest_in_parallel
+    from wavefin_core.data import simulate_mjd
+
+    prices = Path(os.environ["WAVEFIN_PRICES_DIR"])
+    t0 = time.perf_counter()
+    for i in range(n):
+        frame = simulate_mjd(days=bars, freq="daily", seed=1000 + i)
+        frame.columns = [c.capitalize() for c in frame.columns]
+        frame.insert(0, "Date", frame.index.strftime("%Y-%m-%d"))
+        frame.to_csv(prices / f"mjd_{i:03d}.csv", index=False)
+    written = time.perf_counter() - t0
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    with dg.DagsterInstance.get() as instance:
+        keys = sorted(register_series(instance, prices))
+        keys = [k for k in keys if k.startswith("csv-")]
+        assert len(keys) == n, keys
+        t0 = time.perf_counter()
+        failed = ingest_in_parallel(instance, keys, quiet, parallel)
+        wall = time.perf_counter() - t0
+        runs = instance.get_runs()
+        durations = sorted(r.end_time - r.start_time for r in (instance.get_run_record_by_id(x.run_id)
+                                                                 for x in runs) if r and r.end_time)
+    return {"n": n, "wall_s": wall, "per_series_s": wall / n, "failed": failed, "write_s": written,
+            "median_run_s": durations[len(durations) // 2] if durations else float("nan")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="10,25,50", help="comma-separated numbers of series")
+    parser.add_argument("--bars", type=int, default=2500, help="daily bars per series")
+    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="ingest runs at a time")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one N in this process
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(one_scale(args.one, args.bars, args.parallel, Path(os.environ["WAVEFIN_STORAGE"]))))
+        return 0
+
+    rows = []
+    for n in [int(x) for x in args.sizes.split(",") if x]:
+        with tempfile.TemporaryDirectory(prefix=f"wavefin-scale-{n}-") as tmp:
+            root = Path(tmp)
+            (root / "prices").mkdir()
+            env = {**os.environ, "WAVEFIN_STORAGE": str(root / "storage"), "WAVEFIN_PRICES_DIR": str(root / "prices"),
+                   "DAGSTER_HOME": str(root / "dagster_home"), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+                   "WAVEFIN_PROFILE": os.environ.get("WAVEFIN_PROFILE", "quick")}
+            (root / "dagster_home").mkdir()
+            from wavefin_assets.recovery import write_instance_config
+
+            write_instance_config(root / "dagster_home")
+            proc = subprocess.run(
+                [sys.executable, "-W", "ignore", __file__, "--one", str(n), "--bars", str(args.bars),
+                 "--parallel", str(args.parallel)],
+                cwd=ROOT, env=env, capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                return 1
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            print(f"N={n}: {row['wall_s']:.1f}s ({row['per_series_s']:.2f}s per series)", flush=True)
+
+    base = rows[0]["per_series_s"]
+    print(f"\n{args.bars} daily bars per series, {args.parallel} ingest runs at a time (multiprocess executor), "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end\n")
+    print("| series | wall (s) | per series (s) | vs smallest | median run (s) | failed |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['n']} | {row['wall_s']:.1f} | {row['per_series_s']:.2f} | {row['per_series_s'] / base:.2f}x | "
+              f"{row['median_run_s']:.1f} | {len(row['failed'])} |")
+    ratio = rows[-1]["per_series_s"] / base
+    print(f"\nTime per series, N={rows[-1]['n']} / N={rows[0]['n']}: {ratio:.2f}x (goal: at most 1.3x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
