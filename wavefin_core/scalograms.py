@@ -192,7 +192,8 @@ def build_scalograms(
         norm_std=float(segments.std),
         horizon=int(segments.horizon),
         series=series,
-        extra={"window": int(segments.window), "stride": int(segments.stride), "embargo": int(segments.embargo)},
+        extra={"window": int(segments.window), "stride": int(segments.stride),
+               "test_stride": segments.stride_of("test"), "embargo": int(segments.embargo)},
     )
 
 
@@ -208,23 +209,26 @@ def _as_utc_naive(times: Any) -> np.ndarray:
 def contiguous_returns(s: ScalogramSet, split: str) -> np.ndarray:
     """The contiguous raw log returns one split's windows cover, rebuilt from its (overlapping) windows.
 
-    Windows of a split start every ``stride`` rows from the split's first row, so the first window plus the last
-    ``stride`` values of each later one is the split's return series, without gaps or repeats (the returns
-    after the last window's end are not in any window and are not included). This is how the evaluation gets
-    stride-1 windows (``sliding_window_view``) and the train series classical generators are fitted on,
-    whatever stride the model was trained with. ConfigError if ``stride > window`` (the windows leave gaps)
-    or if the stride is unknown (a table written before it was recorded).
+    Windows of a split start every ``stride`` rows from the split's first row (``test_stride`` for the test
+    split), so the first window plus the last ``stride`` values of each later one is the split's return series,
+    without gaps or repeats (the returns after the last window's end are not in any window and are not
+    included). This is how the evaluation gets stride-1 windows (``sliding_window_view``) and the train series
+    classical generators are fitted on, whatever stride the model was trained with. ConfigError if
+    ``stride > window`` (the windows leave gaps) or if the stride is unknown (a table written before it was
+    recorded). Tables written before ``test_stride`` was recorded used ``stride`` for every split.
     """
     windows = s.windows[s.mask(split)]
     if len(windows) == 0:
         raise DataError(f"series {s.series!r} has no {split} windows; supply more data or lower `window`.")
     length = windows.shape[1]
-    stride = s.extra.get("stride")
+    stride = s.extra.get("test_stride") if split == "test" else None
+    stride = s.extra.get("stride") if stride is None else stride
     if stride is None:
         raise ConfigError(f"series {s.series!r}: its scalograms do not record the segment stride; "
                           "re-materialize segments and scalograms.")
     stride = int(stride)
     if stride > length:
-        raise ConfigError(f"series {s.series!r}: segments.stride={stride} > window={length} leaves gaps between "
-                          "windows, so the contiguous returns cannot be rebuilt; use stride <= window.")
+        field_name = "segments.test_stride" if split == "test" and "test_stride" in s.extra else "segments.stride"
+        raise ConfigError(f"series {s.series!r}: {field_name}={stride} > window={length} leaves gaps between "
+                          f"{split} windows, so the contiguous returns cannot be rebuilt; use a stride <= window.")
     return np.concatenate([windows[0], windows[1:, length - stride:].reshape(-1)])

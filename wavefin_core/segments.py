@@ -9,6 +9,11 @@ the last ``embargo`` rows of the train and val regions are left unused, so betwe
 val span (and val/test) there are at least ``embargo`` unused rows. With the default ``embargo = window +
 horizon``, no return a model sees or is scored on in one split is within a window's reach of another split.
 
+Train and val windows start every ``stride`` rows; test windows every ``test_stride`` rows (default 1 for
+``horizon = 1``: a coarse training stride saves compute, but scoring only every 8th test day would throw away 7/8
+of the evidence a significance test needs; for ``horizon > 1`` the default is ``horizon``, so test labels do not
+overlap and the per-window tests keep independent outcomes).
+
 Normalisation statistics (``mean``, ``std``) come from the values inside train windows only; windows are
 stored un-normalised so the raw returns stay available and the stats can be applied or inverted anywhere.
 """
@@ -60,6 +65,13 @@ class Segments:
     train_fraction: float = 0.7
     val_fraction: float = 0.15
     attrs: dict = field(default_factory=dict)  # extra JSON-serialisable metadata (e.g. the series name)
+    test_stride: int | None = None  # rows between test windows; None: `stride` (frames written before it existed)
+
+    def stride_of(self, split: str) -> int:
+        """Rows between consecutive windows of ``split``: ``test_stride`` for the test split, else ``stride``."""
+        if split not in SPLITS:
+            raise ConfigError(f"split={split!r} must be one of {list(SPLITS)}.")
+        return int(self.test_stride or self.stride) if split == "test" else int(self.stride)
 
     def __len__(self) -> int:
         return len(self.target_return)
@@ -104,6 +116,7 @@ class Segments:
         frame.attrs = {
             "window": int(self.window),
             "stride": int(self.stride),
+            "test_stride": self.stride_of("test"),
             "horizon": int(self.horizon),
             "embargo": int(self.embargo),
             "mean": float(self.mean),
@@ -143,6 +156,7 @@ class Segments:
             train_fraction=float(df.attrs["train_fraction"]),
             val_fraction=float(df.attrs["val_fraction"]),
             attrs=dict(df.attrs.get("extra", {})),
+            test_stride=int(df.attrs.get("test_stride") or df.attrs["stride"]),
         )
 
 
@@ -155,12 +169,14 @@ def make_segments(
     train_fraction: float = 0.7,
     val_fraction: float = 0.15,
     embargo: int | None = None,
+    test_stride: int | None = None,
 ) -> Segments:
     """Cut ``returns`` (log-returns on a sorted ``DatetimeIndex``) into labelled windows with embargoed splits.
 
-    Windows start every ``stride`` rows from the start of each split region. Raises :class:`ConfigError`
-    naming the field when an argument is invalid or a split would get no windows, and :class:`DataError` when
-    the returns are unusable (NaN, unsorted index, constant training returns).
+    Train and val windows start every ``stride`` rows from the start of their split region, test windows every
+    ``test_stride`` rows (None: 1 when ``horizon == 1``, else ``horizon``; see the module docstring).
+    Raises :class:`ConfigError` naming the field when an argument is invalid or a split would get no windows,
+    and :class:`DataError` when the returns are unusable (NaN, unsorted index, constant training returns).
     """
     window, stride, horizon = (
         _window(window),
@@ -168,14 +184,16 @@ def make_segments(
         _positive_int("horizon", horizon),
     )
     embargo = _embargo(window, horizon, embargo)
+    test_stride = default_test_stride(horizon) if test_stride is None else _positive_int("test_stride", test_stride)
     _check_fractions(train_fraction, val_fraction)
     values, index = _check_returns(returns)
     n = len(values)
-    estimated_windows = n // stride + 3
+    test_rows = n - int(math.floor(n * (train_fraction + val_fraction)))
+    estimated_windows = n // stride + test_rows // test_stride + 3
     check_allocation(
         f"segments of {n} returns", estimated_windows * window * _SEGMENT_BYTES_PER_VALUE,
         f"~{estimated_windows} windows x window {window} x {_SEGMENT_BYTES_PER_VALUE} bytes",
-        "Raise segments.stride, lower segments.window, or use a shorter series.",
+        "Raise segments.stride (or segments.test_stride), lower segments.window, or use a shorter series.",
     )
 
     span = window + horizon
@@ -183,7 +201,8 @@ def make_segments(
     starts_by_split = {}
     for name in SPLITS:
         lo, hi = usable[name]
-        starts_by_split[name] = np.arange(lo, hi - span + 1, stride, dtype=np.int64)
+        step = test_stride if name == "test" else stride
+        starts_by_split[name] = np.arange(lo, hi - span + 1, step, dtype=np.int64)
         if starts_by_split[name].size == 0:
             need = span + (embargo if name != "test" else 0)
             raise ConfigError(
@@ -224,7 +243,13 @@ def make_segments(
         std=std,
         train_fraction=float(train_fraction),
         val_fraction=float(val_fraction),
+        test_stride=test_stride,
     )
+
+
+def default_test_stride(horizon: int) -> int:
+    """Test windows every row for one-step labels; every ``horizon`` rows otherwise (non-overlapping labels)."""
+    return 1 if int(horizon) == 1 else int(horizon)
 
 
 def min_rows(

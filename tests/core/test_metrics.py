@@ -103,6 +103,15 @@ def test_regression_metrics_and_directional_accuracy() -> None:
     assert m["mae"] == pytest.approx((0.5 + 1 + 3 + 0.4) / 4) and "dm_p" not in m
 
 
+def test_mse_and_mase_against_the_random_walk() -> None:
+    y = np.array([1.0, -1.0, 2.0, 0.5])
+    m = regression_metrics(y, [0.5, 0.0, -1.0, 0.1])
+    assert m["mse"] == pytest.approx((0.25 + 1 + 9 + 0.16) / 4) and m["rmse"] == pytest.approx(np.sqrt(m["mse"]))
+    assert m["mase"] == pytest.approx(m["mae"] / (4.5 / 4))  # the random walk (zero return) has MAE mean|y|
+    assert regression_metrics(y, np.zeros(4))["mase"] == 1.0
+    assert np.isnan(regression_metrics(np.zeros(3), [1.0, 0.0, 0.0])["mase"])
+
+
 # ---------------------------------------------------------------------------------------------- ACFs
 def test_batch_acf_matches_statsmodels_per_row() -> None:
     w = np.random.default_rng(4).standard_normal((3, 30))

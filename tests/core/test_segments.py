@@ -73,10 +73,52 @@ def test_windows_labels_and_leak_free_splits(
 
 def test_stride_spacing_within_split() -> None:
     returns = returns_series()
-    seg = make_segments(returns, window=16, stride=5)
+    seg = make_segments(returns, window=16, stride=5, test_stride=3)
     first, _ = positions(seg, returns)
-    for name in ("train", "val", "test"):
-        assert (np.diff(first[seg.mask(name)]) == 5).all()
+    for name, step in (("train", 5), ("val", 5), ("test", 3)):
+        assert (np.diff(first[seg.mask(name)]) == step).all()
+        assert seg.stride_of(name) == step
+
+
+@pytest.mark.parametrize(("horizon", "expected"), [(1, 1), (4, 4)])
+def test_test_windows_default_to_every_row_for_one_step_labels(horizon: int, expected: int) -> None:
+    """A coarse training stride must not thin the test split: h = 1 scores every test row, h > 1 every h-th
+    (non-overlapping labels), and the test windows are exactly the ones a stride-1 cut gives."""
+    returns = returns_series()
+    seg = make_segments(returns, window=16, stride=8, horizon=horizon)
+    assert seg.stride_of("test") == expected and seg.stride_of("train") == 8
+    dense = make_segments(returns, window=16, stride=1, horizon=horizon, test_stride=1)
+    test, dense_test = seg.mask("test"), dense.mask("test")
+    np.testing.assert_array_equal(seg.windows[test], dense.windows[dense_test][::expected])
+    np.testing.assert_array_equal(seg.target_return[test], dense.target_return[dense_test][::expected])
+    assert seg.counts()["test"] == -(-dense.counts()["test"] // expected)
+    # train windows are still every 8th row and nothing else moved
+    np.testing.assert_array_equal(seg.windows[seg.mask("train")], dense.windows[dense.mask("train")][::8])
+    assert (seg.mean, seg.std) == (make_segments(returns, window=16, stride=8, horizon=horizon,
+                                                 test_stride=7).mean, seg.std)
+
+
+def test_contiguous_returns_rebuild_every_split_whatever_its_stride() -> None:
+    from wavefin_core.scalograms import build_scalograms, contiguous_returns
+
+    returns = returns_series()
+    values = returns.to_numpy()
+    seg = make_segments(returns, window=16, stride=8)  # test_stride 1
+    s = build_scalograms(seg, num_scales=8)
+    assert (s.extra["stride"], s.extra["test_stride"]) == (8, 1)
+    for split in ("train", "val", "test"):
+        first = returns.index.get_indexer(seg.start_time[seg.mask(split)])
+        last_end = first[-1] + 16
+        np.testing.assert_array_equal(contiguous_returns(s, split), values[first[0] : last_end])
+    # A table written before test_stride was recorded used `stride` for every split.
+    old = make_segments(returns, window=16, stride=8, test_stride=8)
+    s_old = build_scalograms(old, num_scales=8)
+    del s_old.extra["test_stride"]
+    first = returns.index.get_indexer(old.start_time[old.mask("test")])
+    np.testing.assert_array_equal(contiguous_returns(s_old, "test"), values[first[0] : first[-1] + 16])
+    with pytest.raises(ConfigError, match="segments.test_stride=20 > window=16"):
+        contiguous_returns(build_scalograms(make_segments(returns, window=16, stride=8, test_stride=20),
+                                            num_scales=8), "test")
 
 
 def test_stats_from_train_windows_only() -> None:
@@ -137,6 +179,7 @@ def assert_same(a: Segments, b: Segments) -> None:
     for name in (
         "window",
         "stride",
+        "test_stride",
         "horizon",
         "embargo",
         "mean",
@@ -196,6 +239,7 @@ def test_too_little_data_is_config_error_naming_window() -> None:
     [
         ({"window": 0, "stride": 1}, "window"),
         ({"window": 8, "stride": 0}, "stride"),
+        ({"window": 8, "stride": 1, "test_stride": 0}, "test_stride"),
         ({"window": 8, "stride": 1, "horizon": 0}, "horizon"),
         ({"window": 8, "stride": 1, "embargo": -1}, "embargo"),
         ({"window": 8, "stride": 1, "embargo": 5}, "embargo=5 is shorter than window \\+ horizon"),

@@ -111,3 +111,50 @@ def test_sp500_bundled_series_meets_contract() -> None:
     np.testing.assert_array_equal(df["close"].to_numpy(), raw["Close"].to_numpy())  # Close, not Adj Close
     assert df.index[0] == pd.Timestamp(raw.index[0]).tz_localize("UTC")
     assert (df[["open", "high", "low", "close"]] > 0).all().all()
+
+
+# --- the planted-signal series -------------------------------------------------------------------------------
+def test_planted_is_reproducible_honest_and_daily() -> None:
+    from wavefin_core.data.simulate import simulate_planted
+
+    df, regime = simulate_planted(days=3000, seed=4, return_regime=True)
+    pd.testing.assert_frame_equal(df, simulate_planted(days=3000, seed=4))
+    assert not np.allclose(df["close"], simulate_planted(days=3000, seed=5)["close"])
+    assert_contract(df)
+    assert_honest_bars(df)
+    assert len(df) == 3000 and df.index[0] == pd.Timestamp("2000-01-03", tz="UTC")
+    assert (df.index.dayofweek < 5).all()
+    json.dumps(df.attrs)
+    assert set(np.unique(regime)) == {0, 1}
+
+
+def test_planted_direction_follows_the_volatility_regime_not_the_last_move() -> None:
+    """The planted mechanism itself (ground truth, no model): the regime of the last bar sets the next sign,
+    the regime shows as volatility, and neither naive rule gets close to it."""
+    from wavefin_core.data.simulate import PLANTED_SIGMA_CALM, PLANTED_SIGMA_TURBULENT, simulate_planted
+
+    df, regime = simulate_planted(days=20000, seed=1, start="1950-01-02", return_regime=True)
+    r = np.diff(np.log(df["close"].to_numpy()))
+    regime = regime[1:]  # regime of the bar each return ends at
+    up = (r > 0).astype(int)
+    regime_rule = np.mean(up[1:] == regime[:-1])
+    previous = np.mean(up[1:] == up[:-1])
+    majority = max(up.mean(), 1 - up.mean())
+    # 20,000 draws: sampling sd of each rate ~0.003, so 0.05 margins are > 10 sd
+    assert regime_rule > 0.80 and regime_rule - previous > 0.10 and regime_rule - majority > 0.15
+    np.testing.assert_allclose([r[regime == 0].std(), r[regime == 1].std()],
+                               [PLANTED_SIGMA_CALM, PLANTED_SIGMA_TURBULENT], rtol=0.1)  # + the ±signal drift
+    assert abs(r.mean()) < 3e-3  # drifts cancel: no trend to ride
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"days": 1}, "days"), ({"signal": -1.0}, "signal"), ({"reversal": 1.0}, "reversal"),
+     ({"calm_length": 1}, "calm_length"), ({"seed": -1}, "seed"), ({"days": 100000}, "days=100000"),
+     ({"start": "not a date"}, "start")],
+)
+def test_planted_bad_arguments_name_the_field(kwargs: dict, field: str) -> None:
+    from wavefin_core.data.simulate import simulate_planted
+
+    with pytest.raises(ConfigError, match=f"^{field}"):
+        simulate_planted(**kwargs)

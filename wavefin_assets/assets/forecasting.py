@@ -1,15 +1,16 @@
-"""Forecasting assets: forecasters (scalogram CNN/ViT, logistic, ARIMA) → forecast_report (with naive baselines)."""
-
+"""Forecasting assets: forecasters (every model of wavefin_core.forecast_suite on the same splits) → forecast_report
+(with naive baselines, walk-forward folds and the realized-volatility task)."""
 
 import json
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from wavefin_assets import tracking
 from wavefin_assets.assets.common import (
     GPU_ASSET_KWARGS,
     MODEL_GROUP,
@@ -25,22 +26,12 @@ from wavefin_assets.assets.common import (
 from wavefin_assets.metadata import report_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
-from wavefin_core.baselines import ArimaForecaster, LogisticBaseline
-from wavefin_core.errors import ConfigError
-from wavefin_core.evaluation.reports import SeriesForecasts, write_forecast_report
+from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.io import atomic_directory, atomic_path
-from wavefin_core.models import (
-    ClassifierConfig,
-    SequenceConfig,
-    predict_proba,
-    predict_sequence_proba,
-    save_classifier,
-    save_sequence_classifier,
-    train_classifier,
-    train_sequence_classifier,
-)
-from wavefin_core.models.training import check_finite_output
 from wavefin_core.models.versions import check_keep_versions, write_manifest
+
+if TYPE_CHECKING:  # torch/diffusers load with these: the functions import them when they run
+    from wavefin_core.evaluation.reports import SeriesForecasts
 
 
 class ForecastersConfig(dg.Config):
@@ -51,8 +42,21 @@ class ForecastersConfig(dg.Config):
     learning_rate: float = 1e-3
     patience: int = 3
     seed: int = 0
-    arima_p: int = 1
-    arima_q: int = 1
+    # Models to fit, all on the same splits (wavefin_core.forecast_suite.ALL_MODELS; "scalogram" is `arch`).
+    models: list[str] = list(PROFILE.forecast_models)
+    # ARIMA order: both None = chosen by AIC on each series' train returns (p, q <= arima_max_order).
+    arima_p: int | None = PROFILE.arima_order[0] if PROFILE.arima_order else None
+    arima_q: int | None = PROFILE.arima_order[1] if PROFILE.arima_order else None
+    arima_max_order: int = 2
+    input_channels: str = "real_imag"  # scalogram classifier input: real_imag | magnitude
+    # Augmentation experiment: also train scalogram_<arch>_augmented on the train windows plus a time-shifted,
+    # magnitude-jittered copy of each, so the report shows the accuracy with and without it.
+    augment: bool = PROFILE.forecast_augment
+    # Walk-forward (expanding window) evaluation of the fast models with k folds per series; 0 = off.
+    walk_forward_folds: int = PROFILE.walk_forward_folds
+    walk_forward_test_fraction: float = 0.3
+    # The next-h realized-volatility task: HAR-RV and GARCH(1,1) against the naive forecasts, by QLIKE and MSE.
+    volatility_task: bool = True
     lstm_hidden_size: int = 32
     haar_level: int = 3  # causal Haar denoising depth of the Haar-LSTM's inputs
     checkpoint_every: int = PROFILE.checkpoint_every  # optimizer steps between checkpoints (resumed after a crash)
@@ -61,8 +65,11 @@ class ForecastersConfig(dg.Config):
 
 @dg.asset(
     group_name=MODEL_GROUP,
-    description="Scalogram classifier (direction), LSTM and causal Haar-denoised LSTM, logistic-regression and "
-    "per-series ARIMA baselines, all fitted on the train split; predictions for every window saved as Parquet "
+    description="Every forecaster on the same splits (config `models`): scalogram CNN/ViT, LSTM and causal "
+    "Haar-denoised LSTM, 1-D CNN (+ self-attention), logistic regression, logistic and gradient boosting on lagged "
+    "returns + wavelet energies, ridge / gradient-boosting / per-series ARIMA return forecasts; optional "
+    "augmented scalogram classifier, walk-forward folds and the realized-volatility task. Predictions for every "
+    "window saved as Parquet "
     "in a new version directory per run, models/forecasters/<run id>/. Neural training is checkpointed and "
     "resumed after a crash; a diverging training or any non-finite prediction fails the run.",
     **GPU_ASSET_KWARGS,
@@ -76,78 +83,48 @@ def forecasters(
     mlflow: MLflowResource,
     storage: StorageResource,
 ) -> dg.Output[dict]:
+    from wavefin_core.forecast_suite import SuiteInputs, run_suite
+
     sets = select_series(scalograms, config.series)
     data = pool(sets)
-    train, val = data.split == "train", data.split == "val"
+    train = data.split == "train"
     check_keep_versions(config.keep_versions)
     checkpoints = checkpointing(storage, "forecasters", config.checkpoint_every, context)
     model_dir = model_version(storage, "forecasters", context)
-    cfg = ClassifierConfig(arch=config.arch, epochs=config.epochs, batch_size=config.batch_size,
-                           learning_rate=config.learning_rate, patience=config.patience, seed=config.seed)
+    suite_cfg = _suite_config(config)
+    classifier = f"scalogram_{config.arch}"
+    for name in sets:
+        if name not in clean_prices:
+            raise ConfigError(f"series {name!r} has scalograms but no materialized clean_prices; "
+                              "materialize its partition again.")
+    inputs = SuiteInputs(
+        images=data.images, standardized=data.standardized,
+        windows=np.concatenate([s.windows for s in sets.values()]), direction=data.direction,
+        target_return=data.target_return,
+        return_scale=np.concatenate([np.full(len(s), s.norm_std) for s in sets.values()]),
+        split=data.split, series=data.series,
+        arima_train={name: _train_returns(s, clean_prices[name]) for name, s in sets.items()},
+        horizon={name: int(s.horizon) for name, s in sets.items()})
     # Everything is written to a staging directory renamed to this run's `model_dir` only once complete: never a
     # half-written set of models, and earlier versions stay readable by the runs whose manifests name them.
     with (
-        mlflow.start_run("forecasters", tags={"asset": "forecasters", "profile": PROFILE.name}) as run,
+        mlflow.start_run("forecasters", tags={"asset": "forecasters", "profile": PROFILE.name}, context=context) as run,
         atomic_directory(model_dir) as staging,
     ):
-        run.log_params({**cfg.to_dict(), "series": ",".join(sets), "n_train": int(train.sum()),
-                        "arima_order": f"({config.arima_p},0,{config.arima_q})", "device": device.describe()})
-
-        model_info: dict[str, dict] = {}  # params and training seconds per model, for the report
-        started = time.perf_counter()
-        clf = train_classifier(data.images[train], data.direction[train], data.images[val], data.direction[val],
-                               cfg, device.torch_device(),
-                               progress=log_progress(context, f"{config.arch} epoch"), checkpointing=checkpoints)
-        for row in clf.history:
-            run.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
-        model_info[f"scalogram_{config.arch}"] = {"params": _n_params(clf.model),
-                                                  "train_seconds": time.perf_counter() - started}
-        save_classifier(clf.model, cfg, data.images.shape[1:], staging / f"scalogram_{config.arch}")
-        proba = predict_proba(clf.model, data.images, device.torch_device())
-
-        sequence_proba = {}
-        for name, level in (("lstm", None), ("haar_lstm", config.haar_level)):
-            seq_cfg = SequenceConfig(hidden_size=config.lstm_hidden_size, epochs=config.epochs,
-                                     batch_size=config.batch_size, learning_rate=config.learning_rate,
-                                     patience=config.patience, seed=config.seed, denoise_level=level)
-            started = time.perf_counter()
-            seq = train_sequence_classifier(data.standardized[train], data.direction[train],
-                                            data.standardized[val], data.direction[val], seq_cfg,
-                                            device.torch_device(), progress=log_progress(context, f"{name} epoch"),
-                                            checkpointing=checkpoints)
-            model_info[name] = {"params": _n_params(seq.model), "train_seconds": time.perf_counter() - started}
-            save_sequence_classifier(seq.model, seq_cfg, staging / name)
-            sequence_proba[name] = predict_sequence_proba(seq.model, data.standardized, seq_cfg,
-                                                          device.torch_device())[:, 1]
-            seq_best = seq.history[seq.best_epoch - 1] if seq.best_epoch >= 1 else seq.history[-1]
-            run.log_metrics({f"{name}_best_val_accuracy": seq_best["val_accuracy"]})
-
-        started = time.perf_counter()
-        logistic = LogisticBaseline().fit(data.standardized[train], data.direction[train])
-        model_info["logistic"] = {"params": int(logistic.coef.size + 1), "train_seconds": time.perf_counter() - started}
-        logistic_proba = logistic.predict_proba(data.standardized)
-        _write_json(staging / "logistic.json", logistic.to_dict())
-
-        arima_pred = np.zeros(len(data.split))
-        arima_params, arima_seconds = 0, 0.0
-        offset = 0
-        for name, s in sets.items():
-            train_end = s.label_time[s.split == "train"].max()
-            if name not in clean_prices:
-                raise ConfigError(f"series {name!r} has scalograms but no materialized clean_prices; "
-                                  "materialize its partition again.")
-            returns = clean_prices[name]["log_return"]
-            index = returns.index.tz_convert("UTC").tz_localize(None) if returns.index.tz else returns.index
-            train_returns = returns.to_numpy()[index <= pd.Timestamp(train_end)]
-            started = time.perf_counter()
-            arima = ArimaForecaster().fit(train_returns, order=(config.arima_p, 0, config.arima_q))
-            arima_seconds += time.perf_counter() - started
-            arima_params += len(arima.params) if arima.params is not None else 1  # fallback: the train mean
-            arima_pred[offset : offset + len(s)] = arima.forecast(s.windows, s.horizon)
-            _write_json(staging / f"arima_{name}.json", arima.to_dict())
-            offset += len(s)
-        # One ARIMA per series: the report's row counts all of their parameters and fitting time.
-        model_info["arima"] = model_info["arima_sign"] = {"params": arima_params, "train_seconds": arima_seconds}
+        run.log_params({"models": ",".join(suite_cfg.models), "arch": config.arch, "epochs": config.epochs,
+                        "batch_size": config.batch_size, "learning_rate": config.learning_rate,
+                        "patience": config.patience, "seed": config.seed, "augment": config.augment,
+                        "series": ",".join(sets), "n_train": int(train.sum()),
+                        "arima_order": "AIC" if suite_cfg.arima_order is None else str(suite_cfg.arima_order),
+                        "device": device.describe()})
+        suite = run_suite(inputs, suite_cfg, device.torch_device(), staging,
+                          progress=lambda name: log_progress(context, f"{name} epoch"), checkpointing=checkpoints,
+                          image_fn=lambda windows, names: _images_of(sets, windows, names),
+                          log=context.log.info)
+        for name, history in suite.histories.items():
+            for row in history:
+                run.log_metrics({f"{name}_{k}": v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        model_info = suite.info  # params and training seconds per model, for the report
 
         # Scored targets are the RAW returns: clean_prices' winsorization (fitted on train) shapes the training
         # labels only, never the test targets the report scores (a clipped target flatters RMSE).
@@ -156,45 +133,117 @@ def forecasters(
             "series": data.series, "end_time": data.end_time, "split": data.split,
             "direction": (raw_target > 0).astype(np.int64), "target_return": raw_target,
             "horizon": np.concatenate([np.full(len(s), int(s.horizon), dtype=np.int64) for s in sets.values()]),
-            f"scalogram_{config.arch}_proba_up": proba[:, 1], "logistic_proba_up": logistic_proba,
-            "lstm_proba_up": sequence_proba["lstm"], "haar_lstm_proba_up": sequence_proba["haar_lstm"],
-            "arima_return": arima_pred,
+            **{f"{model}_proba_up": proba for model, proba in suite.direction_proba.items()},
+            **{f"{model}_return": forecast for model, forecast in suite.returns.items()},
             # Each series' train-window std: the report compares return errors in these units, so series of
             # different frequencies (minute MJD, daily S&P) pool fairly.
-            "return_scale": np.concatenate([np.full(len(s), s.norm_std) for s in sets.values()]),
+            "return_scale": inputs.return_scale,
             # The last `horizon` returns of each window: all the naive "previous direction" baseline needs.
             "recent_returns": list(np.concatenate([s.windows[:, -s.horizon :] for s in sets.values()])),
         })
         _check_finite_predictions(predictions)
         predictions.to_parquet(staging / "predictions.parquet")
-        best = clf.history[clf.best_epoch - 1] if clf.best_epoch >= 1 else clf.history[-1]
-        run.log_metrics({"best_val_accuracy": best["val_accuracy"], "best_epoch": clf.best_epoch,
-                         **{f"{m}_train_seconds": v["train_seconds"] for m, v in model_info.items()},
-                         **{f"{m}_params": float(v["params"]) for m, v in model_info.items()}})
+        walk_forward = None
+        if config.walk_forward_folds:
+            walk_forward = _walk_forward(context, config, sets, clean_prices)
+            _write_json(staging / "walk_forward.json", walk_forward)
+        volatility = _volatility(context, sets, clean_prices) if config.volatility_task else None
+        if volatility:
+            _write_json(staging / "volatility.json", volatility)
+        numeric_info = {m: {k: float(v) for k, v in info.items() if k in ("params", "train_seconds", "best_epoch")}
+                        for m, info in model_info.items()}
+        run.log_metrics({f"{m}_{k}": v for m, info in numeric_info.items() for k, v in info.items()})
         _write_json(staging / "model_info.json", model_info)
+        registered = tracking.register_forecasters(
+            run, staging, classifier, list(sets), {name: int(s.horizon) for name, s in sets.items()},
+            {m: {k: v for k, v in info.items() if k != "best_epoch"} for m, info in numeric_info.items()})
         run.log_artifact(staging, "forecasters")
         run_id = run.run_id
     predictions_path = model_dir / "predictions.parquet"
     manifest = {"path": str(model_dir), "version": context.run_id, "predictions": str(predictions_path),
-                "series": list(sets), "classifier": f"scalogram_{config.arch}", "mlflow_run_id": run_id,
+                "series": list(sets), "classifier": classifier, "mlflow_run_id": run_id,
+                "direction_models": list(suite.direction_proba), "return_models": list(suite.returns),
+                "walk_forward": walk_forward, "volatility": volatility,
                 "horizon": int(next(iter(sets.values())).horizon),
                 "horizons": {name: int(s.horizon) for name, s in sets.items()}, "model_info": model_info,
-                "targets": "raw log returns (clean_prices winsorization never reaches the scored targets)"}
+                "targets": "raw log returns (clean_prices winsorization never reaches the scored targets)",
+                "registered_models": registered}
     write_manifest(model_dir, manifest)
     checkpoints.clear()
     prune_model_versions(context, model_dir, config.keep_versions)
     return dg.Output(manifest, metadata={
         "mlflow_run_id": run_id, "model_version": context.run_id, "device": device.describe(),
-        "train_windows": int(train.sum()),
-        "best_epoch": clf.best_epoch, "best_val_accuracy": float(best["val_accuracy"]),
+        "mlflow_run": run.url_metadata(),
+        "registered_models": ", ".join(f"{v['name']} v{v['version']}" for v in registered.values()),
+        "train_windows": int(train.sum()), "test_windows": int((data.split == "test").sum()),
+        "models": ", ".join([*suite.direction_proba, *suite.returns]),
         "model_path": dg.MetadataValue.path(str(model_dir)),
         **{f"{m}_params": int(v["params"]) for m, v in model_info.items()},
         **{f"{m}_train_seconds": float(v["train_seconds"]) for m, v in model_info.items()},
     })
 
 
-def _n_params(model: "torch.nn.Module") -> int:  # noqa: F821 - torch stays out of definitions loading
-    return int(sum(p.numel() for p in model.parameters()))
+def _suite_config(config: ForecastersConfig) -> "SuiteConfig":  # noqa: F821 - imported where it runs
+    from wavefin_core.forecast_suite import SuiteConfig
+
+    if (config.arima_p is None) != (config.arima_q is None):
+        raise ConfigError(f"forecasters.arima_p={config.arima_p} and arima_q={config.arima_q}: set both (a fixed "
+                          "order) or neither (the order is chosen by AIC on each series' train returns).")
+    return SuiteConfig(
+        models=tuple(config.models), arch=config.arch, input_channels=config.input_channels, epochs=config.epochs,
+        batch_size=config.batch_size, learning_rate=config.learning_rate, patience=config.patience,
+        seed=config.seed, lstm_hidden_size=config.lstm_hidden_size, haar_level=config.haar_level,
+        arima_order=None if config.arima_p is None else (config.arima_p, config.arima_q),
+        arima_max_order=config.arima_max_order, augment=config.augment)
+
+
+def _train_returns(s: "ScalogramSet", prices: pd.DataFrame) -> np.ndarray:  # noqa: F821
+    """The series' log returns up to its last train label: what its ARIMA (and walk-forward) may see."""
+    train_end = s.label_time[s.split == "train"].max()
+    returns = prices["log_return"]
+    index = returns.index.tz_convert("UTC").tz_localize(None) if returns.index.tz else returns.index
+    return returns.to_numpy()[index <= pd.Timestamp(train_end)]
+
+
+def _images_of(sets: dict, windows: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """Scaled real+imag scalograms of standardised windows, each with its own series' scales and scaling."""
+    from wavefin_core.wavelets import cwt, to_channels
+
+    out = None
+    for name, s in sets.items():
+        rows = names == name
+        if not rows.any():
+            continue
+        coefs = cwt(windows[rows].astype(np.float32), s.scales, s.wavelet) / s.channel_scale[:, None]
+        images = to_channels(coefs).astype(np.float32)
+        if out is None:
+            out = np.empty((len(windows), *images.shape[1:]), dtype=np.float32)
+        out[rows] = images
+    return out
+
+
+def _walk_forward(context: dg.AssetExecutionContext, config: ForecastersConfig, sets: dict,
+                  clean_prices: dict[str, pd.DataFrame]) -> dict:
+    """Walk-forward accuracies per series of the fast models (refitted per fold) and the naive baselines."""
+    from wavefin_core.evaluation.walkforward import walk_forward_evaluate, walk_forward_windows
+    from wavefin_core.forecast_suite import walk_forward_models
+
+    out = {}
+    for name, s in sets.items():
+        window, horizon = s.windows.shape[1], int(s.horizon)
+        windows, target = walk_forward_windows(clean_prices[name]["log_return"].to_numpy(), window, horizon)
+        embargo = int(s.extra.get("embargo", window + horizon))
+        try:
+            out[name] = walk_forward_evaluate(
+                windows, target, walk_forward_models(config.models, seed=config.seed), k=config.walk_forward_folds,
+                embargo=embargo, horizon=horizon, test_fraction=config.walk_forward_test_fraction,
+                train_stride=int(s.extra.get("stride", 1)))
+        except (ConfigError, DataError) as exc:  # a series too short for k folds: said in the log, the others still evaluated
+            context.log.warning(f"walk-forward skipped for {name}: {exc}")
+            continue
+        summary = ", ".join(f"{m} {v['mean']:.3f}±{v['std']:.3f}" for m, v in out[name]["summary"].items())
+        context.log.info(f"walk-forward {name} ({config.walk_forward_folds} folds): {summary}")
+    return out
 
 
 def _raw_targets(name: str, s: "ScalogramSet", prices: pd.DataFrame) -> np.ndarray:  # noqa: F821
@@ -218,6 +267,7 @@ def _raw_targets(name: str, s: "ScalogramSet", prices: pd.DataFrame) -> np.ndarr
 
 def _check_finite_predictions(predictions: pd.DataFrame) -> None:
     """Refuse to save NaN/inf predictions: the report would compute its scores from them without complaint."""
+    from wavefin_core.models.training import check_finite_output
     for column in predictions.columns:
         if column == "arima_return":
             fix = "the ARIMA fit is unusable: try another order (arima_p, arima_q)"
@@ -247,14 +297,14 @@ def forecast_report(
     mlflow: MLflowResource,
     storage: StorageResource,
 ) -> dg.Output[dict]:
+    from wavefin_core.evaluation.reports import write_forecast_report
     forecasters = manifest_of_this_run(context, forecasters)
     context.log.info(f"reading forecasters version {forecasters.get('version')} at {forecasters['path']}")
     predictions = pd.read_parquet(forecasters["predictions"])
-    classifier = forecasters["classifier"]
     series = []
     for name in forecasters["series"]:
         rows = predictions[predictions["series"] == name]
-        series.append(_series_forecasts(name, rows, classifier, forecasters))
+        series.append(_series_forecasts(name, rows, forecasters))
     out_dir = storage.path("reports", "forecast")
     test = predictions[predictions["split"] == "test"]
     report_context = {"series": ",".join(forecasters["series"]), "test_windows": len(test),
@@ -262,17 +312,21 @@ def forecast_report(
                       "return_units": "each series' train-window standard deviation",
                       "targets": "raw next-horizon log returns (never winsorized)", "profile": PROFILE.name}
     report = write_forecast_report(series, out_dir, title="wavefin forecast report", context=report_context,
-                                   model_info=forecasters.get("model_info") or {})
-    with mlflow.start_run("forecast_report", tags={"asset": "forecast_report"}) as run:
+                                   model_info=forecasters.get("model_info") or {},
+                                   walk_forward=forecasters.get("walk_forward"),
+                                   extra_sections=_extra_sections(forecasters))
+    with mlflow.start_run("forecast_report", tags={"asset": "forecast_report"}, context=context) as run:
         run.log_params(report_context)
         run.log_metrics(report.metrics)
         run.log_artifact(out_dir, "forecast_report")
+        promotions = tracking.promote_forecasters(mlflow, run, forecasters, report.metrics)
         run_id = run.run_id
     context.log.info(f"forecast report: {report.markdown_path}")
     return dg.Output(
         {"report": str(report.markdown_path), "metrics_json": str(report.metrics_json), "metrics": report.metrics,
          "mlflow_run_id": run_id},
         metadata={"report_path": dg.MetadataValue.path(str(report.markdown_path)), "mlflow_run_id": run_id,
+                  "mlflow_run": run.url_metadata(), **tracking.promotion_metadata(promotions),
                   "metrics_json": dg.MetadataValue.path(str(report.metrics_json)),
                   "significant_models": ", ".join(
                       f"{name}:{model}" for name, sec in report.document["series"].items()
@@ -282,18 +336,54 @@ def forecast_report(
     )
 
 
-def _series_forecasts(name: str, rows: pd.DataFrame, classifier: str, manifest: dict) -> SeriesForecasts:
+def _volatility(context: dg.AssetExecutionContext, sets: dict, clean_prices: dict[str, pd.DataFrame]) -> dict:
+    """Per series: next-h realized-volatility forecasts (fitted on its train returns) scored on its test returns."""
+    from wavefin_core.evaluation.volatility import evaluate_volatility_forecasts
+    from wavefin_core.scalograms import contiguous_returns
+
+    out = {}
+    for name, s in sets.items():
+        try:
+            out[name] = evaluate_volatility_forecasts(_train_returns(s, clean_prices[name]),
+                                                      contiguous_returns(s, "test"), int(s.horizon))
+        except (ConfigError, DataError) as exc:  # e.g. a test split too short for HAR-RV's warm-up
+            context.log.warning(f"realized-volatility task skipped for {name}: {exc}")
+    return out
+
+
+def _extra_sections(forecasters: dict) -> dict:
+    """Other evaluations the report shows next to the direction and return tables: the realized-volatility task
+    (computed by forecasters). The Dense U-Net volume translation of issue 9 plugs in here the same way
+    (``{title: {"markdown": str, "json": dict}}``) once an asset computes it."""
+    from wavefin_core.evaluation.volatility import volatility_table
+
+    sections = {}
+    volatility = forecasters.get("volatility") or {}
+    if volatility:
+        sections["Realized volatility (next-h): HAR-RV and GARCH vs naive, by QLIKE and MSE"] = {
+            "markdown": "\n\n".join(f"### `{name}`\n\n{volatility_table(result)}" for name, result in volatility.items()),
+            "json": volatility}
+    return sections
+
+
+def _series_forecasts(name: str, rows: pd.DataFrame, manifest: dict) -> "SeriesForecasts":
     """One series' test forecasts (in its train-std return units) and the train rows its naive baselines need."""
+    from wavefin_core.evaluation.reports import SeriesForecasts
     test, train = rows[rows["split"] == "test"], rows[rows["split"] == "train"]
     horizon = int((manifest.get("horizons") or {}).get(name, manifest.get("horizon", 1)))
     scale = test["return_scale"].to_numpy()
-    results = [
-        *[{"model": model, "kind": "direction", "pred": (test[f"{model}_proba_up"] > 0.5).astype(int).to_numpy(),
-           "proba": test[f"{model}_proba_up"].to_numpy()} for model in (classifier, "logistic", "lstm", "haar_lstm")],
-        {"model": "arima_sign", "kind": "direction", "pred": (test["arima_return"] > 0).astype(int).to_numpy(),
-         "proba": None},
-        {"model": "arima", "kind": "return", "pred": test["arima_return"].to_numpy() / scale, "proba": None},
-    ]
+    # Models are read from the predictions' columns (manifests before the model list was recorded name none).
+    direction_models = manifest.get("direction_models") or [
+        c[: -len("_proba_up")] for c in rows.columns if c.endswith("_proba_up")]
+    return_models = manifest.get("return_models") or [c[: -len("_return")] for c in rows.columns
+                                                      if c.endswith("_return") and c != "target_return"]
+    results = [{"model": model, "kind": "direction", "proba": test[f"{model}_proba_up"].to_numpy(),
+                "pred": (test[f"{model}_proba_up"] > 0.5).astype(int).to_numpy()} for model in direction_models]
+    if "arima" in return_models:  # the sign of the ARIMA forecast, as a direction model
+        results.append({"model": "arima_sign", "kind": "direction", "proba": None,
+                        "pred": (test["arima_return"] > 0).astype(int).to_numpy()})
+    results += [{"model": model, "kind": "return", "pred": test[f"{model}_return"].to_numpy() / scale,
+                 "proba": None} for model in return_models]
     return SeriesForecasts(
         name=name, horizon=horizon, y_true_direction=test["direction"].to_numpy(),
         y_true_return=test["target_return"].to_numpy() / scale, results=results,

@@ -107,19 +107,28 @@ def _mcc(yt: np.ndarray, yp: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------------------------- regression
 def regression_metrics(y_true: Any, y_pred: Any, naive_pred: Any = None, horizon: int = 1) -> dict[str, float]:
-    """Return-forecast metrics: ``rmse``, ``mae``, ``n``, ``directional_accuracy`` (sign(pred) vs
+    """Return-forecast metrics: ``mse``, ``rmse``, ``mae``, ``mase``, ``n``, ``directional_accuracy`` (sign(pred) vs
     sign(true) over the ``n_directional`` windows with pred != 0; NaN if there are none) and, when
     ``naive_pred`` is given, ``naive_rmse``, ``naive_mae``, ``dm_stat``, ``dm_p``: the Diebold-Mariano test
     (squared loss, HLN-corrected, ``horizon - 1`` autocovariance lags) of this forecast vs the naive one.
     ``dm_stat < 0`` means this forecast has the LOWER squared error.
+
+    ``mase`` is the MAE scaled by the MAE of the random walk on the same targets (for log returns the random
+    walk forecasts a zero return, so its MAE is ``mean(|y_true|)``): below 1 beats the random walk. Scaling by
+    the out-of-sample random-walk error rather than Hyndman's in-sample one-step naive error keeps it
+    comparable across horizons (an h-step naive error on overlapping sums is not the h-step forecast's scale);
+    NaN if every target is 0.
     """
     yt = _vec(y_true, "y_true")
     yp = _vec(y_pred, "y_pred")
     _same_length(yt, yp, "regression_metrics")
     err = yt - yp
+    mse, mae, rw_mae = float(np.mean(err**2)), float(np.mean(np.abs(err))), float(np.mean(np.abs(yt)))
     out: dict[str, float] = {
-        "rmse": float(np.sqrt(np.mean(err**2))),
-        "mae": float(np.mean(np.abs(err))),
+        "mse": mse,
+        "rmse": float(np.sqrt(mse)),
+        "mae": mae,
+        "mase": mae / rw_mae if rw_mae > 0 else float("nan"),
         "n": float(yt.size),
     }
     nz = yp != 0
