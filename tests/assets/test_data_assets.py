@@ -80,3 +80,38 @@ def test_materialization_is_recorded_with_partition(pipeline):
     assert record is not None
     status = pipeline.instance.get_materialized_partitions(dg.AssetKey("scalograms"))
     assert {"mjd", "sp500", "csv-good"} <= set(status)
+
+
+def test_test_windows_are_every_row_while_train_keeps_the_stride(pipeline):
+    """Stride-1 test windows (horizon 1): the tiny config's stride 8 thins train and val only, and the stride
+    of each split is recorded in the segments metadata and the scalograms' metadata."""
+    segs = Segments.from_frame(pipeline.load("segments", "mjd"))
+    clean = pipeline.load("clean_prices", "mjd")
+    rows = {split: clean.index.get_indexer(segs.start_time[segs.mask(split)]) for split in ("train", "val", "test")}
+    assert (np.diff(rows["train"]) == 8).all() and (np.diff(rows["val"]) == 8).all()
+    assert (np.diff(rows["test"]) == 1).all()
+    meta = pipeline.materialization("segments", "mjd").metadata
+    assert meta["stride"].value == 8 and meta["test_stride"].value == 1
+    s = ScalogramSet.from_table(pipeline.load("scalograms", "mjd"))
+    assert (s.extra["stride"], s.extra["test_stride"]) == (8, 1)
+
+
+def test_planted_partition_is_a_daily_series_with_the_planted_regimes(tmp_path):
+    from tests.assets.conftest import TINY_DATA_CONFIG, series_instance
+    from wavefin_assets.definitions import defs
+    from wavefin_assets.io_manager import WavefinIOManager
+    from wavefin_assets.resources import StorageResource
+    from wavefin_core.data.simulate import simulate_planted
+
+    resources = {**defs.resources, "io_manager": WavefinIOManager(base_dir=str(tmp_path / "io")),
+                 "storage": StorageResource(root=str(tmp_path))}
+    config = {"ops": {**TINY_DATA_CONFIG["ops"], "raw_prices": {"config": {"planted_days": 1500, "seed": 2}}}}
+    instance = series_instance()
+    result = dg.materialize(list(defs.assets), selection=["raw_prices", "clean_prices", "segments", "scalograms"],
+                            partition_key="planted", instance=instance, resources=resources, run_config=config)
+    assert result.success
+    raw = result.asset_value("raw_prices")
+    pd.testing.assert_frame_equal(raw, simulate_planted(days=1500, seed=2), check_freq=False)
+    assert raw.attrs["source"] == "simulate_planted"
+    s = ScalogramSet.from_table(result.asset_value("scalograms"))
+    assert s.mask("test").sum() > 150  # stride-1 test windows of the 15% test split

@@ -1,16 +1,15 @@
 """Data assets, one partition per series: raw_prices → clean_prices → segments → scalograms."""
 
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from matplotlib.figure import Figure
 
-from wavefin_assets.metadata import figure_md, preview_md
+from wavefin_assets.metadata import figure_md, preview_md, table_metadata
 from wavefin_assets.partitions import scan_csv_series, series_partitions
 from wavefin_assets.profiles import PROFILE
-from wavefin_core.data import load_ohlcv, load_sp500, simulate_mjd
 from wavefin_core.data.validate import DEFAULT_MAX_ABS_LOG_RETURN
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.preprocess import (
@@ -23,15 +22,17 @@ from wavefin_core.preprocess import (
 from wavefin_core.preprocess import (
     clean_prices as clean_price_frame,
 )
-from wavefin_core.scalograms import ScalogramSet, build_scalograms
 from wavefin_core.segments import MIN_WINDOW, Segments, make_segments, min_rows
+
+if TYPE_CHECKING:  # matplotlib loads only when a step draws a figure
+    from matplotlib.figure import Figure
 
 DATA_GROUP = "data"
 
 
 class RawPricesConfig(dg.Config):
-    """Merton jump diffusion parameters (used by the `mjd` partition; CSV and sp500 partitions ignore them),
-    and how CSV partitions are read (`date_format`, `max_abs_log_return`; the others ignore those)."""
+    """Merton jump diffusion parameters (used by the `mjd` partition; the others ignore them), the length of the
+    `planted` series, and how CSV partitions are read (`date_format`, `max_abs_log_return`)."""
 
     days: int = PROFILE.mjd_days
     mu: float = 0.05
@@ -42,6 +43,8 @@ class RawPricesConfig(dg.Config):
     start: str = "2022-01-03"
     freq: str = PROFILE.mjd_freq
     seed: int = 0
+    # the `planted` partition: daily bars of the planted-signal series (same `seed` field as mjd)
+    planted_days: int = PROFILE.planted_days
     # CSV files: strptime format of the date/time column (e.g. "%d/%m/%Y"); None detects it, and refuses
     # dates that could be day-first or month-first, naming this field.
     date_format: str | None = None
@@ -56,6 +59,7 @@ class RawPricesConfig(dg.Config):
     description="One OHLCV table per series (UTC `timestamp` index): MJD simulation, bundled S&P 500, or a CSV.",
 )
 def raw_prices(context: dg.AssetExecutionContext, config: RawPricesConfig) -> dg.Output[pd.DataFrame]:
+    from wavefin_core.data import load_ohlcv, load_sp500, simulate_mjd
     series = context.partition_key
     if series == "mjd":
         frame = simulate_mjd(
@@ -63,6 +67,12 @@ def raw_prices(context: dg.AssetExecutionContext, config: RawPricesConfig) -> dg
             jump_std=config.jump_std, start=config.start, freq=config.freq, seed=config.seed,
         )
         source = f"Merton jump diffusion (seed {config.seed}, {config.days} days of {config.freq} bars)"
+    elif series == "planted":
+        from wavefin_core.data.simulate import simulate_planted
+
+        frame = simulate_planted(days=config.planted_days, seed=config.seed)
+        source = (f"planted-signal simulation (seed {config.seed}, {config.planted_days} daily bars; the volatility "
+                  "regime a window's scalogram shows sets the next return's sign)")
     elif series == "sp500":
         frame = load_sp500()
         source = "S&P 500 daily bars bundled with arch (arch.data.sp500)"
@@ -84,6 +94,7 @@ def raw_prices(context: dg.AssetExecutionContext, config: RawPricesConfig) -> dg
     return dg.Output(
         frame,
         metadata={
+            **table_metadata(frame),
             "rows": len(frame),
             "source": source,
             "first": str(frame.index[0]),
@@ -136,7 +147,8 @@ def _rows_needed(context: dg.AssetExecutionContext, source: str) -> int:
 FIGURE_POINTS = 5000
 
 
-def _close_figure(frame: pd.DataFrame, series: str) -> Figure:
+def _close_figure(frame: pd.DataFrame, series: str) -> "Figure":
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(7, 2.5))
     ax = fig.add_subplot()
     step = max(1, len(frame) // FIGURE_POINTS)
@@ -185,6 +197,7 @@ def clean_prices(context: dg.AssetExecutionContext, config: CleanPricesConfig, r
     yield dg.Output(
         frame,
         metadata={
+            **table_metadata(frame),
             "rows": len(frame),
             "dropped_rows": len(raw_prices) - len(frame),
             "return_std": float(np.std(returns)),
@@ -211,6 +224,9 @@ class SegmentsConfig(dg.Config):
     train_fraction: float = 0.7
     val_fraction: float = 0.15
     embargo: int | None = None
+    # Rows between TEST windows; None: 1 for horizon 1 (every test day is scored), else the horizon. Train and
+    # val windows keep `stride`.
+    test_stride: int | None = None
 
 
 @dg.asset(
@@ -232,15 +248,20 @@ def segments(
     segs = make_segments(
         clean_prices["log_return"], window=config.window, stride=config.stride, horizon=config.horizon,
         train_fraction=config.train_fraction, val_fraction=config.val_fraction, embargo=config.embargo,
+        test_stride=config.test_stride,
     )
     counts = segs.counts()
     context.log.info(f"{context.partition_key}: windows per split {counts}")
+    frame = segs.to_frame()
     return dg.Output(
-        segs.to_frame(),
+        frame,
         metadata={
+            **table_metadata(frame),
             "windows": len(segs.windows),
             **{f"{split}_windows": int(n) for split, n in counts.items()},
             "window": config.window,
+            "stride": int(segs.stride),
+            "test_stride": segs.stride_of("test"),
             "embargo": int(segs.embargo),
             "train_mean": float(segs.mean),
             "train_std": float(segs.std),
@@ -265,12 +286,16 @@ def scalograms(
     context: dg.AssetExecutionContext, config: ScalogramsConfig, segments: pd.DataFrame
 ) -> dg.Output[pa.Table]:
     segs = Segments.from_frame(segments)
+    from wavefin_core.scalograms import build_scalograms  # imports torch: only in this step, not on load
+
     result = build_scalograms(segs, wavelet=config.wavelet, num_scales=config.num_scales, series=context.partition_key)
     error = result.roundtrip_error()
     context.log.info(f"{context.partition_key}: images {result.images.shape}, icwt round-trip error {error:.2e}")
+    table = result.to_table()
     return dg.Output(
-        result.to_table(),
+        table,
         metadata={
+            **table_metadata(table),
             "shape": str(tuple(result.images.shape)),
             "wavelet": config.wavelet,
             "scales": f"{result.scales[0]:.3g} … {result.scales[-1]:.3g} ({len(result.scales)})",
@@ -281,7 +306,8 @@ def scalograms(
     )
 
 
-def _scalogram_figure(result: ScalogramSet, n: int = 3) -> Figure:
+def _scalogram_figure(result: "ScalogramSet", n: int = 3) -> "Figure":  # noqa: F821 - torch stays out of loading
+    from matplotlib.figure import Figure
     fig = Figure(figsize=(3 * n, 4.5))
     picks = np.linspace(0, len(result) - 1, n).astype(int)
     for col, idx in enumerate(picks):

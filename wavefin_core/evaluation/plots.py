@@ -138,8 +138,13 @@ def _spaced(a: np.ndarray, n: int) -> np.ndarray:
     return a[np.unique(np.linspace(0, len(a) - 1, num=min(n, len(a))).round().astype(int))]
 
 
-def plot_training_curve(losses: Any, title: str = "training loss") -> Figure:
-    """Loss per step/epoch (log y when all positive). ``losses`` may be a list or ``{name: list}``."""
+def plot_training_curve(losses: Any, title: str = "training loss", unit: str = "step") -> Figure:
+    """Loss per optimizer step (log y when all positive). ``losses`` may be a list or ``{name: list}``.
+
+    ``unit`` names what one point is, for the x-axis label: the diffusion trainer records one loss per
+    optimizer step, so "step" is the default; pass ``unit="epoch"`` for per-epoch losses. The axis used to say
+    "epoch" while plotting steps, which made a 500-step run look like 500 passes over the data.
+    """
     series = losses if isinstance(losses, dict) else {"loss": losses}
     fig = Figure(figsize=(6, 3.6), layout="constrained")
     ax = fig.subplots()
@@ -150,7 +155,7 @@ def plot_training_curve(losses: Any, title: str = "training loss") -> Figure:
         ax.plot(np.arange(1, v.size + 1), v, label=str(name))
     if positive:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(f"training {unit}")
     ax.set_ylabel("loss")
     ax.set_title(title)
     if len(series) > 1:
