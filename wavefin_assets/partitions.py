@@ -36,6 +36,9 @@ from wavefin_core.errors import DataError
 
 #: Series that need no file; registered as partitions on first start.
 BUILTIN_SERIES = ("mjd", "sp500", "planted")
+#: Built-in series that exist to check the forecasters (a known, planted signal), not to be generated:
+#: the diffusion model leaves them out unless they are named in its `series` config.
+FORECAST_CHECK_SERIES = ("planted",)
 #: The name of the dynamic partitions definition (the instance stores its keys under this name).
 SERIES_PARTITIONS_NAME = "series"
 CSV_PREFIX = "csv-"

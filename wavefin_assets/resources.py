@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -21,31 +21,117 @@ from pydantic import PrivateAttr
 from wavefin_core.io import process_alive, remove_orphans
 
 # MLflow tags naming the process that owns a run (how a later start recognises the runs of a killed process).
+if TYPE_CHECKING:
+    from upath import UPath
+
 PID_TAG = "wavefin.pid"
 HOST_TAG = "wavefin.host"
 
 
-def storage_root() -> Path:
-    """Everything the pipeline writes lives here: `$WAVEFIN_STORAGE`, default `./storage`."""
-    return Path(os.environ.get("WAVEFIN_STORAGE", "storage")).resolve()
+def storage_root() -> UPath:
+    """Everything the pipeline writes lives here: `$WAVEFIN_STORAGE`, default `./storage`.
+
+    A local path (resolved; a `PosixUPath` is a `pathlib.Path`, so local callers see no difference) or any fsspec
+    URL (`s3://bucket/prefix`, `gs://...`, `memory://...`).
+    """
+    return as_upath(os.environ.get("WAVEFIN_STORAGE", "storage"))
+
+
+def as_upath(location: str | os.PathLike) -> UPath:
+    """A UPath for a local path (resolved) or an fsspec URL."""
+    from upath import UPath
+
+    path = UPath(location)
+    return path.resolve() if _is_local(path) else path
+
+
+def _is_local(path: UPath) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def local_root() -> Path:
+    """Where what must stay on local disk lives (DAGSTER_HOME, MLflow's default sqlite store, staging copies):
+    the storage root when it is local, else `$WAVEFIN_LOCAL_STORAGE` (default `./storage`)."""
+    root = storage_root()
+    if _is_local(root):
+        return Path(root)
+    return Path(os.environ.get("WAVEFIN_LOCAL_STORAGE", "storage")).resolve()
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Where models and reports are written (Dagster IO values go through the IO manager)."""
+    """Where models and reports are written (Dagster IO values go through the IO manager).
+
+    `root` is a local path or an fsspec URL; every location goes through `path()` (a UPath). Writers that need
+    a local directory (diffusers `save_pretrained`, matplotlib, the report writers) write into `workdir()` and
+    hand it to `publish()`, which uploads it when the root is remote and does nothing when it is local (there
+    `workdir()` already is the destination). Readers of a stored directory call `fetch()`, which returns it
+    as is when local and downloads it to the local staging area when remote.
+    """
 
     root: str = "storage"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Clean up what killed writes left under models/ and reports/ before this run writes there."""
+        if not self.is_local:
+            return  # remote writes are single puts (see wavefin_assets.io_manager): nothing torn to clean up
         for sub in ("models", "reports"):
-            for path in remove_orphans(Path(self.root).resolve() / sub):
+            for path in remove_orphans(Path(self.path()) / sub):
                 if context.log is not None:
                     context.log.info(f"Cleaned up after an interrupted write: {path}")
 
-    def path(self, *parts: str) -> Path:
-        target = Path(self.root).resolve().joinpath(*parts)
-        target.mkdir(parents=True, exist_ok=True)
+    @property
+    def is_local(self) -> bool:
+        return _is_local(as_upath(self.root))
+
+    def path(self, *parts: str) -> UPath:
+        """`root/parts` as a UPath; on local disk the directory is created (object stores have no directories)."""
+        target = as_upath(self.root).joinpath(*parts)
+        if _is_local(target):
+            target.mkdir(parents=True, exist_ok=True)
         return target
+
+    def workdir(self, *parts: str) -> Path:
+        """A local directory to write `root/parts` into: the destination itself on local disk, else a staging
+        directory under `local_root()/staging` that `publish(*parts)` uploads."""
+        if self.is_local:
+            return Path(self.path(*parts))
+        staging = local_root() / "staging" / _remote_key(self.root) / Path(*parts)
+        staging.mkdir(parents=True, exist_ok=True)
+        return staging
+
+    def publish(self, *parts: str) -> UPath:
+        """Upload `workdir(*parts)` to `path(*parts)` when the root is remote (file by file: each object is
+        written whole); a no-op on local disk. Returns the destination."""
+        target = self.path(*parts)
+        if self.is_local:
+            return target
+        local = self.workdir(*parts)
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            (target / file.relative_to(local).as_posix()).write_bytes(file.read_bytes())
+        return target
+
+    def fetch(self, location: str) -> Path:
+        """A local copy of a stored file or directory (`location` as `path()` gave it): itself when local."""
+        source = as_upath(location)
+        if _is_local(source):
+            return Path(source)
+        local = local_root() / "staging" / _remote_key(str(source))
+        if source.is_dir():
+            for file in source.rglob("*"):
+                if file.is_file():
+                    copy = local / file.relative_to(source).as_posix()
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    copy.write_bytes(file.read_bytes())
+        else:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(source.read_bytes())
+        return local
+
+
+def _remote_key(url: str) -> str:
+    """A file-name-safe local mirror path for a remote URL (`s3://b/p` -> `s3/b/p`)."""
+    protocol, _, rest = url.partition("://")
+    return f"{protocol}/{rest.strip('/')}"
 
 
 class DeviceResource(dg.ConfigurableResource):
@@ -68,11 +154,22 @@ class DeviceResource(dg.ConfigurableResource):
 
 
 class MLflowRun:
-    """One MLflow run, bound to a client: log params, metrics and artifacts to it."""
+    """One MLflow run, bound to a client: log params, metrics, artifacts and models to it.
 
-    def __init__(self, client: Any, run_id: str):
+    `url` is the run's page in the MLflow UI (see `wavefin_assets.tracking.run_url`), for Dagster metadata.
+    """
+
+    def __init__(self, client: Any, run_id: str, experiment_id: str = "", url: str = "",
+                 tags: dict[str, str] | None = None):
         self.client = client
         self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.url = url
+        self.tags = dict(tags or {})
+
+    def url_metadata(self) -> dg.MetadataValue:
+        """The run's UI page as a clickable Dagster metadata value."""
+        return dg.MetadataValue.url(self.url)
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -127,12 +224,15 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 class MLflowResource(dg.ConfigurableResource):
     """MLflow tracking: default store `sqlite:///storage/mlflow/mlflow.db`, artifacts in storage/mlflow/artifacts.
 
-    Override with `MLFLOW_TRACKING_URI` / `WAVEFIN_MLFLOW_ARTIFACTS` or through resource config.
+    Override with `MLFLOW_TRACKING_URI` / `WAVEFIN_MLFLOW_ARTIFACTS` / `WAVEFIN_MLFLOW_UI` or through resource
+    config. `ui_url` is where run links in Dagster point: empty means the tracking server itself when the
+    tracking URI is http(s), else http://127.0.0.1:5000 (`make mlflow` serves the UI there over the local store).
     """
 
     tracking_uri: str = "sqlite:///storage/mlflow/mlflow.db"
     artifact_root: str = "storage/mlflow/artifacts"
     experiment: str = "wavefin"
+    ui_url: str = ""
 
     _client: Any = PrivateAttr(default=None)
 
@@ -154,14 +254,26 @@ class MLflowResource(dg.ConfigurableResource):
         return self._client
 
     def experiment_id(self) -> str:
+        """The experiment's id, created on first use; always tagged so the MLflow 3 UI opens its runs view."""
+        from wavefin_assets.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
         client = self.client()
         with self._setup_lock():
             found = client.get_experiment_by_name(self.experiment)
             if found is not None:
+                if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # a store made by an older wavefin
+                    client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 return found.experiment_id
-            artifacts = Path(self.artifact_root).resolve()
-            artifacts.mkdir(parents=True, exist_ok=True)
-            return client.create_experiment(self.experiment, artifact_location=artifacts.as_uri())
+            return client.create_experiment(self.experiment, artifact_location=self._artifact_location(),
+                                            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+
+    def _artifact_location(self) -> str:
+        """A URI (`s3://...`, `gs://...`, `mlflow-artifacts:/...`) is used as is; a local path becomes file://."""
+        if "://" in self.artifact_root or self.artifact_root.startswith("mlflow-artifacts:"):
+            return self.artifact_root
+        artifacts = Path(self.artifact_root).resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return artifacts.as_uri()
 
     @contextmanager
     def _setup_lock(self) -> Iterator[None]:
@@ -172,7 +284,7 @@ class MLflowResource(dg.ConfigurableResource):
         """
         import fcntl
 
-        lock_path = Path(self.artifact_root).resolve().parent / ".wavefin-mlflow.lock"
+        lock_path = self._lock_path()
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with open(lock_path, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -181,18 +293,44 @@ class MLflowResource(dg.ConfigurableResource):
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def _lock_path(self) -> Path:
+        """Next to a local artifact root; under $WAVEFIN_STORAGE when the artifacts are remote."""
+        if "://" in self.artifact_root or self.artifact_root.startswith("mlflow-artifacts:"):
+            return local_root() / "mlflow" / ".wavefin-mlflow.lock"
+        return Path(self.artifact_root).resolve().parent / ".wavefin-mlflow.lock"
+
     @contextmanager
-    def start_run(self, run_name: str, tags: dict[str, str] | None = None) -> Iterator[MLflowRun]:
+    def registry_lock(self) -> Iterator[None]:
+        """Held while a report compares a version with the champion and moves the alias (no lost update between
+        two reports of this machine; against a remote server, concurrent promotions from other hosts race)."""
+        with self._setup_lock():
+            yield
+
+    @contextmanager
+    def start_run(
+        self,
+        run_name: str,
+        tags: dict[str, str] | None = None,
+        context: dg.AssetExecutionContext | None = None,
+    ) -> Iterator[MLflowRun]:
         """Open a run; it is marked FINISHED on success and FAILED if the block raises.
 
-        The run is tagged with this process's pid and host, so a later start can tell that a run still RUNNING
-        belongs to a process that was killed (`kill -9`, OOM, power loss) and mark it KILLED.
+        With the asset's `context`, the run is tagged with the Dagster run id, job, asset key, partition (when
+        partitioned) and code version (`wavefin_assets.tracking.dagster_tags`): one run per materialization,
+        found from Dagster by `tags.dagster.run_id = '<run id>'`. The run is also tagged with this process's pid
+        and host, so a later start can tell that a run still RUNNING belongs to a process that was killed
+        (`kill -9`, OOM, power loss) and mark it KILLED.
         """
+        from wavefin_assets.tracking import dagster_tags, run_url
+
         client = self.client()
         self.mark_orphaned_runs_killed()
         owner = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-        run = client.create_run(self.experiment_id(), run_name=run_name, tags={**(tags or {}), **owner})
-        tracked = MLflowRun(client, run.info.run_id)
+        all_tags = {**(dagster_tags(context) if context is not None else {}), **(tags or {}), **owner}
+        experiment_id = self.experiment_id()
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+        url = run_url(self._resolved_uri(), experiment_id, run.info.run_id, self.ui_url)
+        tracked = MLflowRun(client, run.info.run_id, experiment_id, url, all_tags)
         try:
             yield tracked
         except BaseException:
@@ -227,8 +365,9 @@ class MLflowResource(dg.ConfigurableResource):
 
 
 def default_mlflow() -> MLflowResource:
-    root = storage_root()
+    root = local_root()  # with remote storage and no MLFLOW_TRACKING_URI, the store stays on local disk
     return MLflowResource(
         tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow' / 'mlflow.db'}"),
         artifact_root=os.environ.get("WAVEFIN_MLFLOW_ARTIFACTS", str(root / "mlflow" / "artifacts")),
+        ui_url=os.environ.get("WAVEFIN_MLFLOW_UI", ""),
     )

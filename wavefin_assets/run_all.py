@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(storage_root() / "dagster_home"))
     write_instance_config(os.environ["DAGSTER_HOME"])
     from wavefin_assets.definitions import build_defs
-    from wavefin_assets.partitions import scan_csv_series, series_partition_keys
+    from wavefin_assets.partitions import FORECAST_CHECK_SERIES, scan_csv_series, series_partition_keys
     from wavefin_assets.profiles import PROFILE
 
     # Ctrl-C stops, even when started from a shell that ignores SIGINT in background jobs; SIGTERM (`kill`,
@@ -149,8 +149,10 @@ def _run(
     succeeded = [key for key in keys if key not in failed]
     models_config = _merge(
         _merge(quiet, _ops_for(retrain, user_config, selected)),
-        {"ops": {name: {"config": {"series": succeeded}}
-                 for name in ("diffusion_model", "forecasters") if name in selected}},
+        {"ops": {name: {"config": {"series": series}}
+                 for name, series in (("diffusion_model", [k for k in succeeded if k not in FORECAST_CHECK_SERIES]),
+                                      ("forecasters", succeeded))
+                 if name in selected}},
     )
     wait_for_pool(instance, "the model job")
     result = execute_guarded(retrain, instance, models_config,

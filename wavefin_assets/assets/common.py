@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pyarrow as pa
 
 from wavefin_core.errors import ConfigError
-from wavefin_core.models.training import ProgressFn
-from wavefin_core.scalograms import ScalogramSet
+
+if TYPE_CHECKING:  # torch (through models and wavelets) is imported by the steps that use it, not on load
+    from wavefin_core.models.training import ProgressFn
+    from wavefin_core.scalograms import ScalogramSet
 
 MODEL_GROUP = "models"
 REPORT_GROUP = "reports"
 
+# Kubernetes settings of a GPU step: one NVIDIA GPU, scheduled on a GPU node (the `nvidia.com/gpu.present`
+# label that NVIDIA's GPU feature discovery / GPU operator sets) and tolerating the `nvidia.com/gpu` taint GPU
+# node pools carry. Who reads it (dagster-k8s; other executors and launchers ignore it):
+# - `k8s_job_executor` (one pod per step) reads it from the step's OP tags, which is where GPU_ASSET_KWARGS
+#   puts it: only the training/sampling steps get a GPU pod (deploy/README.md selects that executor);
+# - `K8sRunLauncher` with the default executor reads the RUN's tags instead: a job that should run whole on a
+#   GPU node carries `tags={"dagster-k8s/config": GPU_K8S_CONFIG}`.
+# Cluster-specific labels or taints go in the Helm values (runK8sConfig), which dagster-k8s deep-merges with this.
+GPU_K8S_CONFIG = {
+    "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {
+        "node_selector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    },
+}
+
 # Training and sampling run on a GPU node when there is one: one at a time per Dagster instance (pool "gpu"),
-# and on Kubernetes the run pod asks for a GPU.
+# and on Kubernetes each such step's pod asks for a GPU on a GPU node (see GPU_K8S_CONFIG).
 GPU_ASSET_KWARGS = dict(
     pool="gpu",
     kinds={"pytorch"},
-    op_tags={
-        "dagster-k8s/config": {
-            "container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}},
-        }
-    },
+    op_tags={"dagster-k8s/config": GPU_K8S_CONFIG},
 )
 
 
@@ -51,6 +66,8 @@ def select_series(tables: dict[str, pa.Table], wanted: list[str]) -> dict[str, S
         names = list(wanted)
     else:
         names = sorted(tables)
+    from wavefin_core.scalograms import ScalogramSet
+
     return {name: ScalogramSet.from_table(tables[name]) for name in names}
 
 
@@ -88,17 +105,22 @@ def pool(sets: dict[str, ScalogramSet]) -> Pooled:
 
 
 def model_version(storage, asset: str, context: dg.AssetExecutionContext):
-    """This materialization's model directory `models/<asset>/<run id>` (a new version per run; not created)."""
+    """This materialization's model directory `models/<asset>/<run id>` (a new version per run; not created).
+
+    A local directory (`StorageResource.workdir`): diffusers and torch write local files. On local storage it is
+    the stored location itself; with a remote storage root it is the local staging copy that
+    `storage.publish("models", asset, <run id>)` uploads.
+    """
     from wavefin_core.models.versions import version_dir
 
-    return version_dir(storage.path("models", asset), context.run_id)
+    return version_dir(storage.workdir("models", asset), context.run_id)
 
 
 def checkpointing(storage, asset: str, every: int, context: dg.AssetExecutionContext):
     """Training checkpoints of `asset` under `checkpoints/<asset>/`, every `every` steps, logged to Dagster."""
     from wavefin_core.models.checkpoint import Checkpointing
 
-    return Checkpointing(storage.path("checkpoints", asset), every, log=context.log.info)
+    return Checkpointing(storage.workdir("checkpoints", asset), every, log=context.log.info)  # local: resumes here
 
 
 def prune_model_versions(context: dg.AssetExecutionContext, current, keep: int) -> None:
