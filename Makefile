@@ -16,7 +16,7 @@ CONSTRAINTS := constraints.txt
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -q --upgrade pip
-	$(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e ".[dev]"
+	$(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e ".[dev,k8s]"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -48,6 +48,28 @@ class Profile:
     sampling_batch_size: int = 64  # CPU: 64 was 2x faster per window than 256 here (activations fit in cache)
     bench_ddpm_samples: int = 16
     bench_ddim_samples: int = 128
+    # diffusion_model levers (issue 8): the image representation, per-series class conditioning, the training
+    # objective, LR warm-up + cosine decay, EMA of the weights, the stride of the training windows (1 = every
+    # shift of the train returns); synthetic_series: range projection at every sampler step
+    diffusion_representation: str = "complex"  # complex | logmag_phase | haar
+    diffusion_conditioning: str = "class"  # class | none (none: one series per model)
+    diffusion_prediction_type: str = "v_prediction"  # epsilon | v_prediction | sample
+    diffusion_warmup_steps: int = 25
+    diffusion_lr_schedule: str = "cosine"  # cosine | constant
+    diffusion_ema_decay: float | None = 0.995
+    diffusion_train_stride: int = 1
+    sampling_projection: bool = True
+    # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
+    planted_days: int = 6000
+    # forecasters: the models fitted (wavefin_core.forecast_suite.ALL_MODELS), the augmentation experiment and
+    # the walk-forward folds (0 = off)
+    forecast_models: tuple[str, ...] = ("scalogram", "lstm", "haar_lstm", "cnn1d", "cnn1d_attention", "logistic",
+                                        "logistic_wavelet", "gbm", "arima", "ridge", "gbm_return")
+    forecast_augment: bool = False
+    walk_forward_folds: int = 0
+    # ARIMA (p, q) fixed, or None: chosen by AIC on each series' train returns (9 fits per series: ~100 s on
+    # the quick series under load, against ~10 s for one fixed order)
+    arima_order: tuple[int, int] | None = None
     # generation_report: seeds of the post-hoc discriminative and TSTR predictive scores
     discriminative_seeds: int = 5
     predictive_seeds: int = 3
@@ -73,6 +95,11 @@ PROFILES: dict[str, Profile] = {
         bench_ddim_samples=32,
         classifier_epochs=8,
         classifier_arch="cnn",
+        # every model but the 1-D CNN + attention (35 s, 5x the plain 1-D CNN here); ARIMA at a fixed order
+        forecast_models=("scalogram", "lstm", "haar_lstm", "cnn1d", "logistic", "logistic_wavelet", "gbm", "arima",
+                         "ridge", "gbm_return"),
+        arima_order=(1, 1),
+        walk_forward_folds=3,
     ),
     "full": Profile(
         name="full",
@@ -88,6 +115,8 @@ PROFILES: dict[str, Profile] = {
         diffusion_batch_size=64,
         diffusion_max_steps=None,
         diffusion_learning_rate=2e-4,
+        diffusion_warmup_steps=500,  # ~24,000 steps at stride 1 (60 epochs); not measured on a GPU yet
+        diffusion_ema_decay=0.999,
         n_synthetic=4096,  # per series
         inference_steps=20,  # DPM-Solver++(20)
         sampling_batch_size=1024,
@@ -95,6 +124,8 @@ PROFILES: dict[str, Profile] = {
         bench_ddim_samples=2048,
         classifier_epochs=30,
         classifier_arch="cnn",
+        forecast_augment=True,
+        walk_forward_folds=5,
     ),
 }
 

@@ -248,3 +248,30 @@ def test_prune_versions_keeps_the_newest_and_the_current(tmp_path):
 def test_bad_checkpoint_every_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="checkpoint_every=0"):
         Checkpointing(tmp_path, 0)
+
+
+def test_diffusion_resume_with_ema_lr_schedule_and_classes_is_exact(tmp_path):
+    """Issue 8's levers keep resume exact: EMA weights, the warm-up + cosine LR schedule and class labels are
+    part of the checkpoint (a crash at step 5 of 8, checkpoints every 2 steps, so 4 is resumed)."""
+    from wavefin_core.models.diffusion import DiffusionConfig, train_diffusion
+
+    cfg = DiffusionConfig(**{**DIFFUSION, "max_steps": 8, "conditioning": "class",
+                             "prediction_type": "v_prediction", "warmup_steps": 3, "lr_schedule": "cosine",
+                             "ema_decay": 0.9})
+    labels = np.arange(40) % 3
+
+    def crash_at_step_5(step, total, info):
+        if step == 5:
+            raise Interrupt
+
+    uninterrupted = train_diffusion(scalograms(), cfg, "cpu", labels=labels)
+    logs: list[str] = []
+    checkpointing = Checkpointing(tmp_path, 2, log=logs.append)
+    with pytest.raises(Interrupt):
+        train_diffusion(scalograms(), cfg, "cpu", crash_at_step_5, checkpointing, labels=labels)
+    resumed = train_diffusion(scalograms(), cfg, "cpu", checkpointing=checkpointing, labels=labels)
+    assert [m.split(" (")[0] for m in logs] == ["resuming from step 4"]
+    assert resumed.losses == uninterrupted.losses
+    assert resumed.learning_rates == uninterrupted.learning_rates
+    assert_same_weights(resumed.model, uninterrupted.model)
+    assert_same_weights(resumed.ema_model, uninterrupted.ema_model)

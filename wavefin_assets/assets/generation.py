@@ -1,8 +1,9 @@
 """Generative assets: diffusion_model → synthetic_series → generation_report."""
 
-
 import json
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wavefin_assets import tracking
 from wavefin_assets.assets.common import (
     GPU_ASSET_KWARGS,
     MODEL_GROUP,
@@ -18,7 +20,6 @@ from wavefin_assets.assets.common import (
     log_progress,
     manifest_of_this_run,
     model_version,
-    pool,
     prune_model_versions,
     select_series,
 )
@@ -26,18 +27,11 @@ from wavefin_assets.metadata import image_md, report_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.evaluation.plots import plot_training_curve, save_figure
-from wavefin_core.evaluation.reports import SAMPLERS, SeriesGeneration, derived_seed, write_generation_report
-from wavefin_core.models import (
-    DiffusionConfig,
-    load_diffusion,
-    sample_diffusion,
-    save_diffusion,
-    train_diffusion,
-)
 from wavefin_core.models.versions import check_keep_versions, write_manifest
-from wavefin_core.scalograms import ScalogramSet, contiguous_returns
-from wavefin_core.wavelets import cwt, from_channels, to_channels
+
+if TYPE_CHECKING:  # torch/diffusers load with these: the functions import them when they run
+    from wavefin_core.evaluation.reports import SeriesGeneration
+    from wavefin_core.scalograms import ScalogramSet
 
 
 class DiffusionModelConfig(dg.Config):
@@ -53,12 +47,25 @@ class DiffusionModelConfig(dg.Config):
     seed: int = 0
     checkpoint_every: int = PROFILE.checkpoint_every  # optimizer steps between checkpoints (resumed after a crash)
     keep_versions: int = PROFILE.keep_versions  # model versions (one per run) kept under models/diffusion_model/
+    # issue 8's levers. `representation`: how a window becomes an image (complex | logmag_phase | haar), fitted
+    # per series on its train windows. `conditioning`: "class" trains one model over the selected series with a
+    # series embedding; "none" needs exactly one series (series are never pooled unconditionally).
+    representation: str = PROFILE.diffusion_representation
+    conditioning: str = PROFILE.diffusion_conditioning
+    prediction_type: str = PROFILE.diffusion_prediction_type  # epsilon | v_prediction | sample
+    beta_schedule: str = "squaredcos_cap_v2"
+    rescale_betas_zero_snr: bool = False
+    warmup_steps: int = PROFILE.diffusion_warmup_steps
+    lr_schedule: str = PROFILE.diffusion_lr_schedule  # cosine | constant
+    ema_decay: float | None = PROFILE.diffusion_ema_decay  # None: no EMA (sample from the trained weights)
+    train_stride: int = PROFILE.diffusion_train_stride  # training windows every `train_stride` train returns
 
 
 @dg.asset(
     group_name=MODEL_GROUP,
-    description="UNet2DModel + DDPMScheduler trained to denoise the train-split scalograms (epsilon MSE); "
-    "checkpointed every `checkpoint_every` steps and resumed after a crash; saved with save_pretrained "
+    description="One UNet2DModel (class-conditioned on the series) + DDPMScheduler trained on every series' "
+    "train windows at stride `train_stride`, each encoded by its own representation fitted on its train split; "
+    "v / epsilon / x0 objective, LR warm-up + cosine decay, EMA weights; checkpointed every `checkpoint_every` steps and resumed after a crash; saved with save_pretrained "
     "(safetensors) into a new version directory per run, models/diffusion_model/<run id>/.",
     **GPU_ASSET_KWARGS,
 )
@@ -70,38 +77,54 @@ def diffusion_model(
     mlflow: MLflowResource,
     storage: StorageResource,
 ) -> dg.Output[dict]:
+    from wavefin_core.evaluation.plots import plot_training_curve, save_figure
+    from wavefin_core.models import DiffusionConfig, save_diffusion, train_diffusion
     sets = select_series(scalograms, config.series)
-    pooled = pool(sets)
-    train_images = pooled.images[pooled.split == "train"]
-    torch_device = device.torch_device()
-    context.log.info(f"Training on {len(train_images)} train scalograms {train_images.shape[1:]} "
-                     f"from {list(sets)} on {device.describe()}")
+    if config.conditioning == "none" and len(sets) > 1:
+        raise ConfigError(f"diffusion_model.conditioning='none' with {len(sets)} series {list(sets)} would pool "
+                          "them into one unconditional distribution; set conditioning='class' or select one "
+                          "series (diffusion_model.series=[...]).")
     cfg = DiffusionConfig(
         block_out_channels=tuple(config.block_out_channels), layers_per_block=config.layers_per_block,
         attention=config.attention, num_train_timesteps=config.num_train_timesteps, epochs=config.epochs,
         batch_size=config.batch_size, learning_rate=config.learning_rate, seed=config.seed,
-        max_steps=config.max_steps,
+        max_steps=config.max_steps, conditioning=config.conditioning, prediction_type=config.prediction_type,
+        beta_schedule=config.beta_schedule, rescale_betas_zero_snr=config.rescale_betas_zero_snr,
+        warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule, ema_decay=config.ema_decay,
     )
+    cfg.validate()
+    train_images, labels, representations = _training_images(sets, config.representation, config.train_stride)
+    counts = {name: int((labels == i).sum()) for i, name in enumerate(sets)}
+    torch_device = device.torch_device()
+    context.log.info(f"Training on {len(train_images)} {config.representation} images {train_images.shape[1:]} "
+                     f"(train windows at stride {config.train_stride}: {counts}) on {device.describe()}")
     check_keep_versions(config.keep_versions)
     checkpoints = checkpointing(storage, "diffusion_model", config.checkpoint_every, context)
     model_dir = model_version(storage, "diffusion_model", context)
-    with mlflow.start_run("diffusion_model", tags={"asset": "diffusion_model", "profile": PROFILE.name}) as run:
+    with mlflow.start_run("diffusion_model", tags={"asset": "diffusion_model", "profile": PROFILE.name},
+                          context=context) as run:
         run.log_params({**cfg.to_dict(), "series": ",".join(sets), "n_train": len(train_images),
+                        "representation": config.representation, "train_stride": config.train_stride,
                         "device": device.describe(), "checkpoint_every": config.checkpoint_every})
         result = train_diffusion(train_images, cfg, torch_device, progress=log_progress(context, "step", 50),
-                                 checkpointing=checkpoints)
+                                 checkpointing=checkpoints,
+                                 labels=labels if cfg.conditioning == "class" else None,
+                                 num_classes=len(sets) if cfg.conditioning == "class" else None)
         run.log_metric_history("train_loss", result.losses)
-        inverse = {name: s.metadata() for name, s in sets.items()}
-        save_diffusion(result, model_dir, extra={"series": list(sets), "inverse": inverse})
+        save_diffusion(result, model_dir, series=list(sets),
+                       representations={name: rep.to_dict() for name, rep in representations.items()},
+                       extra={"train_stride": config.train_stride, "train_windows": counts})
         curve = storage.path("models", "plots") / "diffusion_loss.png"
         save_figure(plot_training_curve(result.losses), curve)
         run.log_artifact(curve)
         run.log_artifact(model_dir, "diffusion_model")
         first, last = float(np.mean(result.losses[:20])), float(np.mean(result.losses[-20:]))
         run.log_metrics({"loss_first20": first, "loss_last20": last})
+        registered = tracking.register_diffusion(run, model_dir, list(sets), {"loss_last20": last})
         run_id = run.run_id
     manifest = {"path": str(model_dir), "version": context.run_id, "series": list(sets),
-                "sample_shape": list(result.sample_shape), "mlflow_run_id": run_id, "device": device.describe()}
+                "sample_shape": list(result.sample_shape), "mlflow_run_id": run_id, "device": device.describe(),
+                "registered_model": registered}
     write_manifest(model_dir, manifest)
     checkpoints.clear()
     prune_model_versions(context, model_dir, config.keep_versions)
@@ -109,9 +132,15 @@ def diffusion_model(
         manifest,
         metadata={
             "mlflow_run_id": run_id,
+            "mlflow_run": run.url_metadata(),
+            "registered_model": f"{registered['name']} version {registered['version']}",
             "model_version": context.run_id,
             "device": device.describe(),
             "train_scalograms": len(train_images),
+            "train_windows_per_series": dg.MetadataValue.json(counts),
+            "representation": config.representation,
+            "levers": dg.MetadataValue.json({k: cfg.to_dict()[k] for k in (
+                "conditioning", "prediction_type", "warmup_steps", "lr_schedule", "ema_decay")}),
             "steps": len(result.losses),
             "loss_first20": first,
             "loss_last20": last,
@@ -119,6 +148,36 @@ def diffusion_model(
             "loss_curve": image_md(curve, "loss"),
         },
     )
+
+
+def _training_images(sets: dict[str, "ScalogramSet"], representation: str, stride: int):
+    """(images, class labels, representation per series): every series' train windows at `stride`, encoded by
+    a `representation` fitted on those train windows only (its own scaling, so series of different units never
+    share one). Stride 1 is time-shift augmentation: every window of the contiguous train returns."""
+    from wavefin_core.data.memory import check_allocation
+    from wavefin_core.scalograms import contiguous_returns
+    from wavefin_core.wavelets.representations import make_representation
+
+    if isinstance(stride, bool) or stride < 1:
+        raise ConfigError(f"diffusion_model.train_stride={stride} must be an integer >= 1 (1 = every window).")
+    windows, representations = {}, {}
+    for name, s in sets.items():
+        train = contiguous_returns(s, "train")
+        width = s.windows.shape[1]
+        windows[name] = np.lib.stride_tricks.sliding_window_view(train, width)[::stride]
+        representations[name] = make_representation(representation, width, scales=s.scales, wavelet=s.wavelet)
+    shapes = {name: rep.image_shape for name, rep in representations.items()}
+    if len(set(shapes.values())) > 1:
+        raise ConfigError(f"series have images of different shapes {shapes}; re-materialize them with the same "
+                          "`window` and `num_scales`, or select series of one shape with diffusion_model.series.")
+    shape = next(iter(shapes.values()))
+    total = sum(len(w) for w in windows.values())
+    check_allocation(f"diffusion_model training images ({representation})", total * int(np.prod(shape)) * 4 * 2,
+                     f"{total} windows x {shape} x float32, twice while stacking",
+                     "Raise diffusion_model.train_stride (fewer windows) or lower scalograms.num_scales.")
+    images = [representations[name].fit(w).encode(w) for name, w in windows.items()]
+    labels = np.concatenate([np.full(len(w), i, dtype=np.int64) for i, w in enumerate(windows.values())])
+    return np.concatenate(images), labels, representations
 
 
 class SyntheticSeriesConfig(dg.Config):
@@ -134,12 +193,16 @@ class SyntheticSeriesConfig(dg.Config):
     bench_ddpm_samples: int = PROFILE.bench_ddpm_samples
     bench_ddim_samples: int = PROFILE.bench_ddim_samples
     bench_discriminative_seeds: int = PROFILE.discriminative_seeds
+    # Range projection at every sampler step (each series' own representation.project): samples are realizable
+    # by construction (projection_residual ~0). False samples without it (the ablation's baseline).
+    project: bool = PROFILE.sampling_projection
 
 
 @dg.asset(
     group_name=MODEL_GROUP,
-    description="Per series the model was trained on: n_samples synthetic scalograms (own seed per series), "
-    "decoded to log returns with that series' own inverse map by the least-squares inverse CWT, and the price "
+    description="Per series the model was trained on: n_samples synthetic images (own seed per series, the "
+    "series' class label, projected onto that series' realizable images at every sampler step), decoded to log "
+    "returns with that series' own representation (least-squares inverse), and the price "
     "path from its last train close. One row per window: series, sample, returns, price, projection_residual. "
     "Also times DDPM(1000) / DDIM(50) / DPM-Solver++(20) on the model (the report's samplers table).",
     **GPU_ASSET_KWARGS,
@@ -152,16 +215,18 @@ def synthetic_series(
     clean_prices: dict[str, pd.DataFrame],
     device: DeviceResource,
 ) -> dg.Output[pa.Table]:
+    from wavefin_core.evaluation.reports import derived_seed
+    from wavefin_core.models import load_diffusion
     manifest = manifest_of_this_run(context, diffusion_model)
     _check_synthetic_config(config)
     torch_device = device.torch_device()
     model, scheduler, meta = load_diffusion(manifest["path"], device=torch_device)
-    inverse = meta["extra"]["inverse"]
     names = list(config.series) or list(manifest["series"])
-    unknown = [name for name in names if name not in inverse]
+    unknown = [name for name in names if name not in meta["representations"]]
     if unknown:
         raise ConfigError(f"synthetic_series.series names {unknown}, which the diffusion model at "
-                          f"{manifest['path']} was not trained on ({sorted(inverse)}); pick from those or retrain.")
+                          f"{manifest['path']} was not trained on ({meta['series']}); pick from those or retrain.")
+    targets = {name: _SeriesTarget.of(meta, name, config.project) for name in names}
     sets = select_series(scalograms, names)
     shape = tuple(manifest["sample_shape"])
     context.log.info(f"Sampling {config.n_samples} windows for each of {names} with {config.sampler}"
@@ -171,22 +236,23 @@ def synthetic_series(
         seed = derived_seed(config.seed, name)
         started = time.perf_counter()
         images = _sample(context, model, scheduler, shape, config.n_samples, config.sampler,
-                         config.num_inference_steps, seed, config.batch_size, torch_device, name)
+                         config.num_inference_steps, seed, config.batch_size, torch_device, name, targets[name])
         seconds += time.perf_counter() - started
-        returns, residual = _decode(_inverse_map(inverse[name]), images, name, config.sampler)
+        returns, residual = _decode(targets[name], images, name, config.sampler)
         start_price, start_time = _last_train_close(sets[name], clean_prices, name)
         parts.append(_synthetic_rows(name, returns, residual, start_price))
         per_series[name] = {"seed": seed, "start_price": start_price, "start_time": start_time,
                             "median_projection_residual": float(np.median(residual)),
                             "synthetic_return_std": float(returns.std()),
-                            "train_return_std": float(inverse[name]["norm_std"])}
-        context.log.info(f"{name}: {len(images)} windows (seed {seed}); median projection residual "
-                         f"{np.median(residual):.3f}; return std {returns.std():.3g} vs train "
-                         f"{inverse[name]['norm_std']:.3g}")
+                            "train_return_std": targets[name].train_std, "class_label": targets[name].label,
+                            "projected": config.project}
+        context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
+                         f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
+                         f"{targets[name].train_std:.3g}")
     table = pa.concat_tables(parts)
     main = {"sampler": config.sampler, "steps": config.num_inference_steps,
             "seconds_per_1000": 1000.0 * seconds / (config.n_samples * len(names))}
-    samplers = (_benchmark_samplers(context, config, model, scheduler, shape, inverse, sets[names[0]], table, main,
+    samplers = (_benchmark_samplers(context, config, model, scheduler, shape, targets, sets[names[0]], table, main,
                                     torch_device, device.describe())
                 if config.benchmark_samplers else {})
     table = table.replace_schema_metadata({SYNTHETIC_METADATA_KEY: json.dumps({
@@ -194,7 +260,7 @@ def synthetic_series(
         "num_inference_steps": config.num_inference_steps, "n_samples": config.n_samples, "seed": config.seed,
         "seconds_per_1000": main["seconds_per_1000"], "device": device.describe(), "samplers": samplers,
         "model_path": manifest["path"], "model_version": manifest.get("version"),
-        "model_series": manifest["series"],
+        "model_series": manifest["series"], "model_weights": meta["weights"], "projected": config.project,
     }).encode()})
     return dg.Output(table, metadata={
         "samples_per_series": config.n_samples,
@@ -213,6 +279,7 @@ SYNTHETIC_METADATA_KEY = b"wavefin.synthetic"
 
 
 def _check_synthetic_config(config: SyntheticSeriesConfig) -> None:
+    from wavefin_core.evaluation.reports import SAMPLERS
     if config.sampler not in SAMPLERS:
         raise ConfigError(f"synthetic_series.sampler={config.sampler!r} is not one of {sorted(SAMPLERS)}; "
                           "'dpmsolver' (DPM-Solver++) is the quick profile's default.")
@@ -227,34 +294,56 @@ def _check_synthetic_config(config: SyntheticSeriesConfig) -> None:
                           "discriminative classifier needs 10 windows), or set benchmark_samplers=false.")
 
 
+@dataclass
+class _SeriesTarget:
+    """What sampling one series needs: its class label (None: unconditional model), its fitted representation
+    and whether to project onto its realizable images."""
+
+    label: int | None
+    representation: Any
+    project: bool
+
+    @classmethod
+    def of(cls, meta: dict, name: str, project: bool) -> "_SeriesTarget":
+        from wavefin_core.wavelets.representations import representation_from_dict
+
+        conditioned = meta["config"].get("conditioning") == "class"
+        return cls(label=meta["series"].index(name) if conditioned else None,
+                   representation=representation_from_dict(meta["representations"][name]), project=project)
+
+    @property
+    def train_std(self) -> float:
+        return float(self.representation.std)
+
+
 def _sample(context: dg.AssetExecutionContext, model, scheduler, shape, n: int, sampler: str, steps: int,
-            seed: int, batch_size: int, torch_device, label: str) -> np.ndarray:
+            seed: int, batch_size: int, torch_device, label: str, target: _SeriesTarget) -> np.ndarray:
+    from wavefin_core.models import sample_diffusion
     total = -(-n // batch_size) * steps
     return sample_diffusion(model, shape, n, sampler=sampler, num_inference_steps=steps, seed=seed,
                             device=torch_device, train_scheduler=scheduler, batch_size=batch_size,
+                            class_labels=target.label,
+                            project=target.representation.project if target.project else None,
                             progress=log_progress(context, f"{label}: {sampler} step", max(1, total // 4)))
 
 
-def _decode(inverse: ScalogramSet, images: np.ndarray, series: str, sampler: str) -> tuple[np.ndarray, np.ndarray]:
-    """Generated images -> (log returns in the series' units, relative projection residual per window)."""
-    standardized = inverse.to_standardized(images)
-    returns = standardized * inverse.norm_std + inverse.norm_mean
-    bad = ~np.isfinite(returns).all(axis=1)
+def _decode(target: _SeriesTarget, images: np.ndarray, series: str, sampler: str) -> tuple[np.ndarray, np.ndarray]:
+    """Generated images -> (log returns in the series' units, relative projection residual per window: how far
+    each image was from one a real series produces, 0 = exactly one)."""
+    bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
+    if not bad.any():
+        returns, residual = target.representation.decode(images)
+        bad = ~np.isfinite(returns).all(axis=1)
     if bad.any():
         raise DataError(
-            f"synthetic_series: {int(bad.sum())} of {len(returns)} windows for series {series!r} decoded to "
+            f"synthetic_series: {int(bad.sum())} of {len(images)} windows for series {series!r} decoded to "
             f"NaN/inf returns (sampler {sampler}); the diffusion model diverged or the sampler is unstable. "
             "Retrain diffusion_model (lower learning_rate, more max_steps) or sample with sampler='ddim'."
         )
-    # How far each generated scalogram is from the set of scalograms real series produce (0 = exactly one).
-    projected = to_channels(cwt(standardized.astype(np.float32), inverse.scales, inverse.wavelet)
-                            / inverse.channel_scale[:, None])
-    residual = np.linalg.norm((images - projected).reshape(len(images), -1), axis=1) / np.maximum(
-        np.linalg.norm(images.reshape(len(images), -1), axis=1), 1e-12)
     return returns, residual
 
 
-def _last_train_close(s: ScalogramSet, clean_prices: dict[str, pd.DataFrame], series: str) -> tuple[float, str]:
+def _last_train_close(s: "ScalogramSet", clean_prices: dict[str, pd.DataFrame], series: str) -> tuple[float, str]:
     """The close at the end of the series' last train window (the last price the model's training data saw)."""
     if series not in clean_prices:
         raise ConfigError(f"clean_prices of series {series!r} is not materialized (needed for the price paths of "
@@ -281,18 +370,20 @@ def _synthetic_rows(series: str, returns: np.ndarray, residual: np.ndarray, star
     })
 
 
-def _test_windows(s: ScalogramSet) -> np.ndarray:
+def _test_windows(s: "ScalogramSet") -> np.ndarray:
     """The series' held-out test windows at stride 1, rebuilt from its stride-s test windows."""
+    from wavefin_core.scalograms import contiguous_returns
     test = contiguous_returns(s, "test")
     return np.ascontiguousarray(np.lib.stride_tricks.sliding_window_view(test, s.windows.shape[1]))
 
 
-def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler, shape, inverse: dict,
-                        reference: ScalogramSet, table: pa.Table, main: dict, torch_device,
+def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler, shape, targets: dict,
+                        reference: "ScalogramSet", table: pa.Table, main: dict, torch_device,
                         device_name: str) -> dict:
     """DDPM(1000), DDIM(50), DPM-Solver++(20) on the same model: seconds per 1,000 windows and the discriminative
     score of their windows against the first series' test windows (the main sampler's own windows are reused)."""
     from wavefin_core.evaluation.discriminative import posthoc_discriminative_score
+    from wavefin_core.evaluation.reports import SAMPLERS, derived_seed
 
     name = reference.series
     real = _test_windows(reference)
@@ -308,9 +399,9 @@ def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler
             started = time.perf_counter()
             images = _sample(context, model, scheduler, shape, sizes[sampler], sampler, steps,
                              derived_seed(config.seed, name, sampler), config.batch_size, torch_device,
-                             f"samplers table {label}")
+                             f"samplers table {label}", targets[name])
             seconds_per_1000 = 1000.0 * (time.perf_counter() - started) / sizes[sampler]
-            windows, _ = _decode(_inverse_map(inverse[name]), images, name, sampler)
+            windows, _ = _decode(targets[name], images, name, sampler)
             note = ""
         score = posthoc_discriminative_score(real, windows, seeds=config.bench_discriminative_seeds)
         out[sampler] = {"steps": steps, "seconds_per_1000": seconds_per_1000, "discriminative_score": score["mean"],
@@ -334,19 +425,6 @@ def _samplers_table_md(samplers: dict) -> str:
 def _fixed_list(column: pa.ChunkedArray) -> np.ndarray:
     arr = column.combine_chunks()
     return arr.flatten().to_numpy().reshape(len(arr), -1)
-
-
-def _inverse_map(meta: dict) -> ScalogramSet:
-    """A ScalogramSet with no rows that carries one series' inverse map (wavelet, scales, scaling, stats)."""
-    shape = meta["image_shape"]
-    empty = np.zeros((0,), dtype=np.float64)
-    return ScalogramSet(
-        images=np.zeros((0, *shape), np.float32), windows=np.zeros((0, shape[-1])), target_return=empty,
-        direction=empty.astype(np.int64), split=empty.astype(str), end_time=empty.astype("datetime64[ns]"),
-        label_time=empty.astype("datetime64[ns]"), scales=np.asarray(meta["scales"]), wavelet=meta["wavelet"],
-        channel_scale=np.asarray(meta["channel_scale"], np.float32), norm_mean=meta["norm_mean"],
-        norm_std=meta["norm_std"], horizon=meta["horizon"], series=meta["series"],
-    )
 
 
 class GenerationReportConfig(dg.Config):
@@ -373,6 +451,7 @@ def generation_report(
     mlflow: MLflowResource,
     storage: StorageResource,
 ) -> dg.Output[dict]:
+    from wavefin_core.evaluation.reports import write_generation_report
     meta = json.loads(synthetic_series.schema.metadata[SYNTHETIC_METADATA_KEY])
     sets = select_series(scalograms, meta["series"])
     inputs = [_series_input(name, sets[name], synthetic_series, meta) for name in meta["series"]]
@@ -388,10 +467,13 @@ def generation_report(
         classifier_steps=config.classifier_steps, log=context.log.info,
     )
     context.log.info(f"generation report written in {time.perf_counter() - started:.1f}s: {report.markdown_path}")
-    with mlflow.start_run("generation_report", tags={"asset": "generation_report", "profile": PROFILE.name}) as run:
+    with mlflow.start_run("generation_report", tags={"asset": "generation_report", "profile": PROFILE.name},
+                          context=context) as run:
         run.log_params(run_context)
         run.log_metrics(report.metrics)
         run.log_artifact(out_dir, "generation_report")
+        promotion = tracking.promote_diffusion(mlflow, run, meta["model_path"], report.metrics, meta["series"],
+                                               log=context.log.warning)
         run_id = run.run_id
     verdicts = [section["verdict"] for section in report.document["series"].values()]
     headline = {k: v for k, v in report.metrics.items()
@@ -401,14 +483,18 @@ def generation_report(
          "mlflow_run_id": run_id},
         metadata={"report_path": dg.MetadataValue.path(str(report.markdown_path)),
                   "metrics_json": dg.MetadataValue.path(str(report.metrics_json)), "mlflow_run_id": run_id,
+                  "mlflow_run": run.url_metadata(), **tracking.promotion_metadata(promotion),
                   "verdicts": dg.MetadataValue.md("\n".join(f"- {v}" for v in verdicts)),
                   "report": report_md(report.markdown_path, max_inline_bytes=config.max_inline_kb * 1024),
                   **scalar_metadata(headline)},
     )
 
 
-def _series_input(name: str, s: ScalogramSet, synthetic: pa.Table, meta: dict) -> SeriesGeneration:
+def _series_input(name: str, s: "ScalogramSet", synthetic: pa.Table, meta: dict) -> "SeriesGeneration":
     """One series' report inputs: its stride-1 test windows, train returns, wavefin windows and a few scalograms."""
+    from wavefin_core.evaluation.reports import SeriesGeneration
+    from wavefin_core.scalograms import contiguous_returns
+    from wavefin_core.wavelets import cwt, from_channels
     rows = synthetic.filter(pc.equal(synthetic["series"], name))
     wavefin = _fixed_list(rows.column("returns"))
     info = meta["per_series"][name]

@@ -47,16 +47,45 @@ __all__ = [
     "read_manifest",
     "version_dir",
     "write_manifest",
+    # diffusion sampling and EMA (listed last: the slices above index __all__)
+    "build_sampling_scheduler",
+    "WeightsEMA",
+    # forecasting model zoo (issue 9): shared training, 1-D CNNs, tabular models, augmentation
+    "TrainingConfig",
+    "FitResult",
+    "count_parameters",
+    "overfit_single_batch",
+    "Conv1dConfig",
+    "ReturnCNN1d",
+    "load_conv1d",
+    "predict_conv1d_proba",
+    "save_conv1d",
+    "train_conv1d",
+    "GradientBoostingForecaster",
+    "LogisticDirection",
+    "RidgeForecaster",
+    "tabular_features",
+    "wavelet_features",
+    "augment_windows",
 ]
 _MODULE_OF = {
     **{name: "diffusion" for name in __all__[:8]},
     **{name: "classifier" for name in __all__[8:18]},
     **{name: "sequence" for name in __all__[18:26]},
     "Checkpointing": "checkpoint",
-    **{name: "versions" for name in __all__[27:]},
+    **{name: "versions" for name in __all__[27:31]},
+    "build_sampling_scheduler": "diffusion_sampling",
+    "WeightsEMA": "ema",
+    **dict.fromkeys(("TrainingConfig", "FitResult", "count_parameters", "overfit_single_batch"), "training"),
+    **dict.fromkeys(("Conv1dConfig", "ReturnCNN1d", "load_conv1d", "predict_conv1d_proba", "save_conv1d",
+                     "train_conv1d"), "conv1d"),
+    **dict.fromkeys(("GradientBoostingForecaster", "LogisticDirection", "RidgeForecaster", "tabular_features",
+                     "wavelet_features"), "tabular"),
+    "augment_windows": "augment",
 }
 
 if TYPE_CHECKING:
+    from wavefin_core.models.augment import augment_windows
     from wavefin_core.models.checkpoint import Checkpointing
     from wavefin_core.models.classifier import (
         ClassifierConfig,
@@ -70,6 +99,14 @@ if TYPE_CHECKING:
         save_classifier,
         train_classifier,
     )
+    from wavefin_core.models.conv1d import (
+        Conv1dConfig,
+        ReturnCNN1d,
+        load_conv1d,
+        predict_conv1d_proba,
+        save_conv1d,
+        train_conv1d,
+    )
     from wavefin_core.models.diffusion import (
         DiffusionConfig,
         DiffusionResult,
@@ -80,6 +117,8 @@ if TYPE_CHECKING:
         save_diffusion,
         train_diffusion,
     )
+    from wavefin_core.models.diffusion_sampling import build_sampling_scheduler
+    from wavefin_core.models.ema import WeightsEMA
     from wavefin_core.models.sequence import (
         ReturnLSTM,
         SequenceConfig,
@@ -90,6 +129,14 @@ if TYPE_CHECKING:
         save_sequence_classifier,
         train_sequence_classifier,
     )
+    from wavefin_core.models.tabular import (
+        GradientBoostingForecaster,
+        LogisticDirection,
+        RidgeForecaster,
+        tabular_features,
+        wavelet_features,
+    )
+    from wavefin_core.models.training import FitResult, TrainingConfig, count_parameters, overfit_single_batch
     from wavefin_core.models.versions import prune_versions, read_manifest, version_dir, write_manifest
 
 
