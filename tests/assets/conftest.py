@@ -50,7 +50,21 @@ class Pipeline:
         return events[0]
 
 
+def series_instance(*keys: str) -> dg.DagsterInstance:
+    """An ephemeral instance with the built-in series and `keys` registered as `series` partitions (they are
+    dynamic partitions: a run of an unregistered key fails with DagsterUnknownPartitionError)."""
+    from wavefin_assets.partitions import BUILTIN_SERIES, SERIES_PARTITIONS_NAME
+
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(SERIES_PARTITIONS_NAME, list(dict.fromkeys([*BUILTIN_SERIES, *keys])))
+    return instance
+
+
 def materialize_data(defs: dg.Definitions, instance: dg.DagsterInstance, partition: str, **kwargs):
+    from wavefin_assets.partitions import SERIES_PARTITIONS_NAME
+
+    if not instance.has_dynamic_partition(SERIES_PARTITIONS_NAME, partition):
+        instance.add_dynamic_partitions(SERIES_PARTITIONS_NAME, [partition])
     return dg.materialize(
         list(defs.assets),
         selection=DATA_ASSETS,

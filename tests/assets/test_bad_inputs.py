@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.assets.conftest import DATA_ASSETS, TINY_DATA_CONFIG
+from tests.assets.conftest import DATA_ASSETS, TINY_DATA_CONFIG, series_instance
 from wavefin_assets.io_manager import WavefinIOManager
 from wavefin_assets.partitions import MAX_KEY_CHARS, csv_partition_key, scan_csv_series
 
@@ -57,7 +57,7 @@ def _run(prices: Path, storage: Path, monkeypatch, run_config=None) -> dg.Execut
     resources = {**defs.resources, "io_manager": WavefinIOManager(base_dir=str(storage))}
     return dg.materialize(
         list(defs.assets), selection=DATA_ASSETS, partition_key=KEY, resources=resources,
-        run_config=run_config or TINY_DATA_CONFIG, instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        run_config=run_config or TINY_DATA_CONFIG, instance=series_instance(KEY), raise_on_error=False,
     )
 
 

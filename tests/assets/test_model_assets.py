@@ -22,6 +22,10 @@ def test_diffusion_model_is_saved_as_safetensors_and_loss_decreases(pipeline):
     assert not list(model_dir.rglob("*.bin")) and not list(model_dir.rglob("*.pkl"))
     model, scheduler, meta = load_diffusion(model_dir)
     assert model.config.in_channels == 2
+    # issue 8: one model over the series, conditioned on them; EMA weights beside the trained ones
+    assert model.config.num_class_embeds == len(manifest["series"]) and meta["series"] == manifest["series"]
+    assert meta["weights"] == "unet_ema" and (model_dir / "unet" / "config.json").is_file()
+    assert sorted(meta["representations"]) == sorted(manifest["series"])
     md = pipeline.materialization("diffusion_model").metadata
     assert md["loss_last20"].value < md["loss_first20"].value
     assert md["mlflow_run_id"].value == manifest["mlflow_run_id"]
@@ -42,6 +46,7 @@ def test_synthetic_series_follow_the_output_contract(pipeline):
     assert np.isfinite(returns).all() and (price > 0).all()
     residual = table.column("projection_residual").to_numpy()
     assert ((residual >= 0) & (residual <= 1.0 + 1e-6)).all()
+    assert meta["projected"] and residual.max() < 1e-5  # range projection at every step: realizable samples
     seeds = set()
     for name in series:
         rows = names == name
@@ -54,6 +59,10 @@ def test_synthetic_series_follow_the_output_contract(pipeline):
         np.testing.assert_allclose(price[rows], info["start_price"] * np.exp(np.cumsum(returns[rows], axis=1)),
                                    rtol=1e-12)  # the same float64 formula recomputed
     assert len(seeds) == 3  # distinct draws per series
+    # one class-conditioned model: each series sampled with its own class label (the model's series order)
+    model_series = pipeline.load("diffusion_model")["series"]
+    assert {name: meta["per_series"][name]["class_label"] for name in series} == {
+        name: model_series.index(name) for name in series}
     assert set(meta["samplers"]) == {"ddpm", "ddim", "dpmsolver"}
 
 
@@ -124,6 +133,8 @@ import dagster as dg  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.assets.conftest import series_instance  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def own_storage(tmp_path_factory):
@@ -143,7 +154,7 @@ def own_storage(tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     dg.materialize(list(defs.assets), selection=DATA_ASSETS, partition_key="mjd", resources=resources,
-                   instance=dg.DagsterInstance.ephemeral(), run_config=TINY_DATA_CONFIG)
+                   instance=series_instance(), run_config=TINY_DATA_CONFIG)
     yield root, resources
     torch.set_num_threads(threads)
 
@@ -152,7 +163,7 @@ def _materialize(resources, asset, config, instance=None, **kwargs):
     from wavefin_assets.definitions import defs
 
     return dg.materialize(list(defs.assets), selection=[asset], resources=resources,
-                          instance=instance or dg.DagsterInstance.ephemeral(),
+                          instance=instance or series_instance(),
                           run_config={"ops": {asset: {"config": config}}}, **kwargs)
 
 
@@ -184,7 +195,7 @@ def test_diffusion_versions_divergence_and_resume(own_storage):
 
     # A diverging configuration fails the run naming the step and the knob, and leaves the good model in place.
     diverging = {**TINY_DIFFUSION, "learning_rate": 1e12, "checkpoint_every": 1}
-    instance = dg.DagsterInstance.ephemeral()
+    instance = series_instance()
     bad = _materialize(resources, "diffusion_model", diverging, instance, raise_on_error=False)
     assert not bad.success
     diverged = re.search(r"TrainingDivergedError: diffusion training diverged at step (\d+): the loss is "
@@ -215,10 +226,63 @@ def test_each_run_reads_the_forecasters_version_it_trained(own_storage):
 
     job = dg.Definitions(assets=list(defs.assets), resources=resources,
                          jobs=[dg.define_asset_job("models")]).resolve_job_def("models")
-    instance = dg.DagsterInstance.ephemeral()  # run A's id, replayed as that run's later step
+    instance = series_instance()  # run A's id, replayed as that run's later step
     report = job.execute_in_process(asset_selection=[dg.AssetKey("forecast_report")], run_id=run_a.run_id,
                                     instance=instance)
     assert report.success
     assert any(f"reading forecasters version {run_a.run_id}" in m for m in _logs(instance, run_a.run_id))
     for run in (run_a, run_b):
         assert (root / "models" / "forecasters" / run.run_id / "predictions.parquet").is_file()
+
+
+# --- issue 9: every model on the same splits, the metrics.json contract, walk-forward -------------------------
+def test_forecast_report_scores_every_model_on_stride1_test_windows(pipeline):
+    from wavefin_assets.assets.forecasting import ForecastersConfig
+
+    manifest = pipeline.load("forecasters")
+    expected = {"scalogram_cnn", "lstm", "haar_lstm", "cnn1d", "logistic", "logistic_wavelet", "gbm"}
+    assert expected <= set(manifest["direction_models"]) and {"arima", "ridge", "gbm_return"} <= set(
+        manifest["return_models"])
+    assert set(ForecastersConfig().models) >= {"scalogram", "arima"}  # the quick profile picks the models
+    doc = json.loads(Path(pipeline.load("forecast_report")["metrics_json"]).read_text())
+    predictions = __import__("pandas").read_parquet(manifest["predictions"])
+    for name, sec in doc["series"].items():
+        test = predictions[(predictions["series"] == name) & (predictions["split"] == "test")]
+        assert sec["n_test"] == len(test)
+        # the contract's keys, for every fitted model and every naive baseline
+        assert {"n_test", "majority_rate", "best_naive", "models"} <= set(sec)
+        models = sec["models"]
+        assert expected | {"arima_sign", "previous_direction", "majority_class", "historical_mean"} <= set(models)
+        for model, entry in models.items():
+            for key in ("accuracy", "balanced_accuracy", "mcc", "macro_f1", "significant", "params",
+                        "train_seconds"):
+                assert key in entry, (name, model, key)
+            assert isinstance(entry["significant"], bool) and entry["params"] is not None, (name, model)
+            if not entry["naive"]:
+                assert entry["params"] > 0 and entry["train_seconds"] >= 0 and 0 <= entry["p_vs_best_naive"] <= 1
+        for model in ("arima", "ridge", "gbm_return", "zero_return", "historical_mean"):
+            entry = sec["return_models"][model]
+            assert entry["mse"] == pytest.approx(entry["rmse"] ** 2)  # the same numbers, squared
+            assert entry["mase"] > 0
+        assert sec["return_models"]["zero_return"]["mase"] == pytest.approx(1.0)  # the random walk itself
+    # stride-1 test windows: consecutive test windows of a series end one bar apart
+    mjd = predictions[(predictions["series"] == "mjd") & (predictions["split"] == "test")]
+    steps = np.diff(mjd["end_time"].to_numpy()).astype("timedelta64[s]").astype(int)
+    assert (steps == 60).all()
+
+
+def test_forecast_report_shows_walk_forward_folds(pipeline):
+    manifest = pipeline.load("forecasters")
+    walk_forward = manifest["walk_forward"]
+    assert walk_forward, "the quick profile runs walk-forward folds"
+    out = pipeline.load("forecast_report")
+    text = Path(out["report"]).read_text()
+    doc = json.loads(Path(out["metrics_json"]).read_text())
+    assert "## Walk-forward evaluation" in text
+    for name, wf in walk_forward.items():
+        starts = [f["test_start"] for f in wf["folds"]]
+        assert starts == sorted(starts) and len(starts) == wf["k"]
+        assert doc["series"][name]["walk_forward"]["summary"].keys() >= {"majority_class", "logistic"}
+        summary = wf["summary"]["logistic"]
+        assert summary["mean"] == pytest.approx(np.mean(summary["folds"]))
+        assert f"{name}.logistic.walk_forward_mean" in out["metrics"]

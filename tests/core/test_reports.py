@@ -294,3 +294,29 @@ def test_forecast_report_rejects_bad_inputs(tmp_path: Path, fc_data: dict[str, n
     with pytest.raises(ConfigError, match="not unique"):
         write_forecast_report([_series(fc_data, model), _series(fc_data, model)], tmp_path, title="t", context={})
     assert not (tmp_path / "metrics.json").exists()  # nothing half-written
+
+
+def test_forecast_report_walk_forward_augmentation_and_extra_sections(tmp_path: Path,
+                                                                       fc_data: dict[str, np.ndarray]) -> None:
+    y_dir = fc_data["y_dir"]
+    results = [{"model": "scalogram_cnn", "kind": "direction", "pred": np.ones_like(y_dir)},
+               {"model": "scalogram_cnn_augmented", "kind": "direction", "pred": y_dir}]
+    walk_forward = {"s": {"k": 2, "embargo": 21, "test_fraction": 0.3, "folds": [
+        {"fold": 1, "n_train": 100, "n_test": 50, "test_start": 150, "accuracy": {"logistic": 0.5, "majority_class": 0.6}},
+        {"fold": 2, "n_train": 150, "n_test": 50, "test_start": 200, "accuracy": {"logistic": 0.7, "majority_class": 0.4}}],
+        "summary": {"logistic": {"mean": 0.6, "std": 0.1414, "folds": [0.5, 0.7]},
+                    "majority_class": {"mean": 0.5, "std": 0.1414, "folds": [0.6, 0.4]}}}}
+    extra = {"Volume translation": {"markdown": "| model | MAE |\n|---|---|\n| dense_unet | 0.1 |",
+                                    "json": {"dense_unet": {"mae": 0.1}}}}
+    res = write_forecast_report([_series(fc_data, results)], tmp_path, title="t", context={},
+                                walk_forward=walk_forward, extra_sections=extra)
+    md = res.markdown_path.read_text()
+    assert "## Augmentation: with and without" in md and "s: scalogram_cnn accuracy" in md
+    assert "## Walk-forward evaluation" in md and "0.6000 ± 0.1414" in md
+    assert "## Volume translation" in md and "| dense_unet | 0.1 |" in md
+    assert res.metrics["s.logistic.walk_forward_mean"] == 0.6
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["series"]["s"]["walk_forward"]["summary"]["logistic"]["folds"] == [0.5, 0.7]
+    assert doc["extra"]["Volume translation"] == {"dense_unet": {"mae": 0.1}}
+    assert doc["series"]["s"]["models"]["historical_mean"]["params"] == 0  # the fourth naive baseline
+    assert {"mse", "mase"} <= set(doc["series"]["s"]["return_models"]["zero_return"])

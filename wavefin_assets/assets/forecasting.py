@@ -23,7 +23,7 @@ from wavefin_assets.assets.common import (
     prune_model_versions,
     select_series,
 )
-from wavefin_assets.metadata import report_md, scalar_metadata
+from wavefin_assets.metadata import add_report_metadata, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
 from wavefin_core.errors import ConfigError, DataError
@@ -322,6 +322,8 @@ def forecast_report(
         promotions = tracking.promote_forecasters(mlflow, run, forecasters, report.metrics)
         run_id = run.run_id
     context.log.info(f"forecast report: {report.markdown_path}")
+    # The report markdown goes on the materialization only (Output metadata would be stored twice).
+    add_report_metadata(context, report.markdown_path)
     return dg.Output(
         {"report": str(report.markdown_path), "metrics_json": str(report.metrics_json), "metrics": report.metrics,
          "mlflow_run_id": run_id},
@@ -332,7 +334,7 @@ def forecast_report(
                       f"{name}:{model}" for name, sec in report.document["series"].items()
                       for model, entry in {**sec["models"], **sec["return_models"]}.items()
                       if entry["significant"]) or "none",
-                  "report": report_md(report.markdown_path), **scalar_metadata(report.metrics)},
+                  **scalar_metadata(report.metrics)},
     )
 
 

@@ -23,7 +23,7 @@ from wavefin_assets.assets.common import (
     prune_model_versions,
     select_series,
 )
-from wavefin_assets.metadata import image_md, report_md, scalar_metadata
+from wavefin_assets.metadata import add_report_metadata, image_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
 from wavefin_core.errors import ConfigError, DataError
@@ -432,7 +432,7 @@ class GenerationReportConfig(dg.Config):
     discriminative_seeds: int = PROFILE.discriminative_seeds
     predictive_seeds: int = PROFILE.predictive_seeds
     classifier_steps: int | None = None  # training steps of the score networks (None: their defaults)
-    max_inline_kb: int = 1500  # figures inlined into the Dagster metadata up to this size; the rest are links
+    max_inline_kb: int = 200  # thumbnails inlined into the Dagster metadata up to this size; the rest are links
 
 
 @dg.asset(
@@ -478,6 +478,8 @@ def generation_report(
     verdicts = [section["verdict"] for section in report.document["series"].values()]
     headline = {k: v for k, v in report.metrics.items()
                 if ".wavefin." in k or k.endswith("discriminative_mean") or k.startswith("sampler.")}
+    # The report markdown goes on the materialization only (Output metadata would be stored twice).
+    add_report_metadata(context, report.markdown_path, max_inline_bytes=config.max_inline_kb * 1024)
     return dg.Output(
         {"report": str(report.markdown_path), "metrics_json": str(report.metrics_json), "metrics": report.metrics,
          "mlflow_run_id": run_id},
@@ -485,7 +487,6 @@ def generation_report(
                   "metrics_json": dg.MetadataValue.path(str(report.metrics_json)), "mlflow_run_id": run_id,
                   "mlflow_run": run.url_metadata(), **tracking.promotion_metadata(promotion),
                   "verdicts": dg.MetadataValue.md("\n".join(f"- {v}" for v in verdicts)),
-                  "report": report_md(report.markdown_path, max_inline_bytes=config.max_inline_kb * 1024),
                   **scalar_metadata(headline)},
     )
 

@@ -36,7 +36,7 @@ __all__ = ["ReportResult", "SeriesGeneration", "evaluate_series", "build_generat
            "write_generation_report", "SeriesForecasts", "judge_direction_models", "judge_return_models",
            "evaluate_forecast_series", "build_forecast_metrics", "write_forecast_report"]
 
-NAIVE_DIRECTION = ("previous_direction", "majority_class")
+NAIVE_DIRECTION = ("previous_direction", "historical_mean", "majority_class")
 NAIVE_RETURN = ("zero_return", "historical_mean")
 
 
@@ -758,14 +758,18 @@ def judge_return_models(y_true: Any, models: dict[str, np.ndarray], naive: dict[
 
 
 def _train_accuracy_of_naive(sf: SeriesForecasts, horizon: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Naive direction forecasts on the TEST windows and the TRAIN accuracy of each (to choose the best)."""
+    """Naive direction forecasts on the TEST windows and the TRAIN accuracy of each (to choose the best).
+
+    ``historical_mean`` (the sign of the mean train target) is there only when ``train_return`` is given."""
     train_dir = np.asarray(sf.train_direction).ravel()
-    train = naive_forecasts(train_dir, sf.train_windows, horizon)["direction"]
-    test = naive_forecasts(train_dir, sf.test_windows, horizon)["direction"]
+    targets = {} if sf.train_return is None else {"train_targets": sf.train_return}
+    train = naive_forecasts(train_dir, sf.train_windows, horizon, **targets)["direction"]
+    test = naive_forecasts(train_dir, sf.test_windows, horizon, **targets)["direction"]
     if train["majority_class"].size != train_dir.size:
         raise DataError(f"series {sf.name!r}: train_windows has {train['majority_class'].size} rows for "
                         f"{train_dir.size} train directions; pass one window per train target.")
-    return {m: float(np.mean(train[m] == train_dir)) for m in NAIVE_DIRECTION}, test
+    names = [m for m in NAIVE_DIRECTION if m in test]
+    return {m: float(np.mean(train[m] == train_dir)) for m in names}, {m: test[m] for m in names}
 
 
 def evaluate_forecast_series(sf: SeriesForecasts, alpha: float = FORECAST_ALPHA) -> dict[str, Any]:
@@ -784,7 +788,7 @@ def evaluate_forecast_series(sf: SeriesForecasts, alpha: float = FORECAST_ALPHA)
         raise DataError(f"series {sf.name!r}: test_windows has {naive_dir['majority_class'].size} rows for "
                         f"{n} test targets.")
     # Ties go to majority_class: the simpler rule wins when the data cannot tell them apart.
-    best_naive = max(reversed(NAIVE_DIRECTION), key=lambda m: train_acc[m])
+    best_naive = max(reversed(list(train_acc)), key=lambda m: train_acc[m])
     direction = judge_direction_models(
         yd, {r["model"]: r for r in res if r["kind"] == "direction"}, naive_dir, best_naive, alpha)
     naive_ret = {"zero_return": np.zeros(n)}
@@ -803,13 +807,17 @@ def evaluate_forecast_series(sf: SeriesForecasts, alpha: float = FORECAST_ALPHA)
 _JSON_DIRECTION_KEYS = ("accuracy", "balanced_accuracy", "mcc", "macro_f1", "macro_precision", "macro_recall",
                         "roc_auc", "p_vs_best_naive", "p_vs_majority", "p_vs_50", "p_holm", "significant",
                         "wins_vs_best_naive", "losses_vs_best_naive")
-_JSON_RETURN_KEYS = ("rmse", "mae", "directional_accuracy", "dm_stat", "dm_p", "p_vs_best_naive", "p_holm",
-                     "significant")
+_JSON_RETURN_KEYS = ("mse", "rmse", "mae", "mase", "directional_accuracy", "dm_stat", "dm_p", "p_vs_best_naive",
+                     "p_holm", "significant")
 
 
 def build_forecast_metrics(sections: dict[str, dict[str, Any]], model_info: dict[str, dict[str, Any]],
-                           context: dict[str, Any]) -> dict[str, Any]:
-    """The forecast ``metrics.json`` document (issue 9's schema plus extra keys and ``null_values``)."""
+                           context: dict[str, Any], walk_forward: dict[str, Any] | None = None,
+                           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The forecast ``metrics.json`` document (issue 9's schema plus extra keys and ``null_values``).
+
+    ``walk_forward``: ``{series: walk_forward_evaluate(...) output}``, stored as ``series.NAME.walk_forward``;
+    ``extra``: other evaluations' JSON sections (e.g. the volume and volatility tasks), stored under ``extra``."""
     nulls: dict[str, str] = {}
     series_out: dict[str, Any] = {}
 
@@ -859,12 +867,22 @@ def build_forecast_metrics(sections: dict[str, dict[str, Any]], model_info: dict
                                                nulls, "not finite"),
             "models": models, "return_models": return_models,
         }
+        if walk_forward and name in walk_forward:
+            series_out[name]["walk_forward"] = _json_safe(walk_forward[name], f"{base}.walk_forward", nulls,
+                                                          "not finite")
     return {"schema": FORECAST_METRICS_SCHEMA, "context": _json_safe(context, "context", nulls, "not finite"),
             "protocol": {"alpha": FORECAST_ALPHA, "verdict": _VERDICT_RULE,
                          "targets": "raw (never winsorized) next-horizon log returns of the test split",
                          "best_naive": "the naive direction baseline with the highest TRAIN accuracy "
-                                       "(ties: majority_class)"},
-            "series": series_out, "null_values": nulls}
+                                       "(ties: majority_class)",
+                         "test_windows": "every test row for horizon 1 (segments.test_stride), every h-th for "
+                                         "horizon h; train and val windows at segments.stride",
+                         "mase": "MAE / MAE of the random walk (zero return) on the same test targets",
+                         "walk_forward": "expanding-window folds over the series' stride-1 windows: each fold's "
+                                         "models refitted on every window before it minus the embargo; mean and "
+                                         "std (ddof 1) of the fold accuracies"},
+            "series": series_out, **({"extra": _json_safe(extra, "extra", nulls, "not finite")} if extra else {}),
+            "null_values": nulls}
 
 
 def _forecast_series_md(name: str, sec: dict[str, Any], model_info: dict[str, dict[str, Any]],
@@ -915,7 +933,7 @@ def _forecast_series_md(name: str, sec: dict[str, Any], model_info: dict[str, di
                       "—" if e["naive"] else _fmt(e["p_holm"]), *cost(model, e["naive"]), verdict])
     rrows = []
     for model, g in sec["return"].items():
-        for key in ("rmse", "mae", "dm_stat", "dm_p", "p_holm"):
+        for key in ("mse", "rmse", "mae", "mase", "dm_stat", "dm_p", "p_holm"):
             if np.isfinite(g.get(key, float("nan"))):
                 metrics[f"{name}.{model}.{key}"] = float(g[key])
         if g["naive"]:
@@ -927,7 +945,8 @@ def _forecast_series_md(name: str, sec: dict[str, Any], model_info: dict[str, di
             sentences.append(f"{name}: {model} {word} the naive return forecasts (RMSE {g['rmse']:.4g} vs "
                              f"{min(sec['return'][m]['rmse'] for m in sec['return'] if sec['return'][m]['naive']):.4g}"
                              f"; Holm p = {_fmt(g['p_holm'])}).")
-        rrows.append([model, _fmt(g["rmse"]), _fmt(g["mae"]), _fmt(g["directional_accuracy"]),
+        rrows.append([model, _fmt(g["mse"]), _fmt(g["rmse"]), _fmt(g["mae"]), _fmt(g["mase"]),
+                      _fmt(g["directional_accuracy"]),
                       "—" if model == "zero_return" else _fmt(g["dm_stat"]),
                       "—" if model == "zero_return" else _fmt(g["dm_p"]),
                       "—" if g["naive"] else _fmt(g["p_vs_best_naive"]),
@@ -946,7 +965,8 @@ def _forecast_series_md(name: str, sec: dict[str, Any], model_info: dict[str, di
         "Return units: as given (the pipeline uses each series' train-window std). DM = Diebold-Mariano test "
         "(HLN-corrected, squared loss) vs the random walk (zero return); p vs best naive = the larger DM p "
         "against the random walk and the historical train mean.", "",
-        _table(["model", "RMSE", "MAE", "directional acc", "DM stat vs RW", "DM p vs RW", "p vs best naive",
+        _table(["model", "MSE", "RMSE", "MAE", "MASE vs RW", "directional acc", "DM stat vs RW", "DM p vs RW",
+                "p vs best naive",
                 "Holm p", "params", "train s", "significant?"], rrows), "",
     ]
     return md, sentences
@@ -963,6 +983,45 @@ def _accuracy_summary_md(sections: dict[str, dict[str, Any]]) -> list[str]:
     return ["## Direction accuracy per series", _table(["model", *names], rows), ""]
 
 
+def _augmentation_md(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """Accuracy with and without augmentation, for every model trained both ways (``<model>_augmented``)."""
+    lines = []
+    for name, sec in sections.items():
+        for model, e in sec["direction"].items():
+            base = model.removesuffix("_augmented")
+            if model.endswith("_augmented") and base in sec["direction"]:
+                b = sec["direction"][base]
+                lines.append(f"- {name}: {base} accuracy {b['accuracy']:.4f} (balanced {b['balanced_accuracy']:.4f}) "
+                             f"without augmentation, {e['accuracy']:.4f} (balanced {e['balanced_accuracy']:.4f}) "
+                             f"with it; McNemar p of each against the best naive baseline: "
+                             f"{_fmt(b['p_vs_best_naive'])} and {_fmt(e['p_vs_best_naive'])}.")
+    if not lines:
+        return []
+    return ["## Augmentation: with and without", "The augmented model is the same network trained on the train "
+            "windows plus one time-shifted and magnitude-jittered copy of each (validation and test windows stay "
+            "real).", *lines, ""]
+
+
+def _walk_forward_md(walk_forward: dict[str, Any] | None, metrics: dict[str, float]) -> list[str]:
+    """Per series: mean ± std of each model's walk-forward fold accuracies, and the folds themselves."""
+    if not walk_forward:
+        return []
+    md = ["## Walk-forward evaluation",
+          "Expanding window: each test fold is scored by models refitted on every window before it (minus the "
+          "embargo); the spread over folds is the period-to-period noise a single split hides.", ""]
+    for name, wf in walk_forward.items():
+        folds = wf["folds"]
+        header = ["model", "mean ± std", *[f"fold {f['fold']} (n={f['n_test']})" for f in folds]]
+        rows = []
+        for model, summary in wf["summary"].items():
+            metrics[f"{name}.{model}.walk_forward_mean"] = float(summary["mean"])
+            metrics[f"{name}.{model}.walk_forward_std"] = float(summary["std"])
+            rows.append([model, f"{summary['mean']:.4f} ± {summary['std']:.4f}", *[_fmt(v) for v in summary["folds"]]])
+        md += [f"### `{name}`: {wf['k']} folds, embargo {wf['embargo']} rows, last {wf['test_fraction']:g} of the "
+               "windows tested", _table(header, rows), ""]
+    return md
+
+
 def write_forecast_report(
     series: list[SeriesForecasts],
     out_dir: str | os.PathLike[str],
@@ -973,6 +1032,8 @@ def write_forecast_report(
     figures_data: dict[str, Any] | None = None,
     filename: str = "forecast_report.md",
     alpha: float = FORECAST_ALPHA,
+    walk_forward: dict[str, Any] | None = None,
+    extra_sections: dict[str, dict[str, Any]] | None = None,
 ) -> ReportResult:
     """Evaluate every series' forecasts on its own test windows (its own horizon) and write the report.
 
@@ -983,6 +1044,9 @@ def write_forecast_report(
 
     ``model_info``: ``{model: {"params": int, "train_seconds": float}}`` for the fitted models.
     ``figures_data`` (optional): ``{"training_losses": {model: [loss, ...]}, "n_last": int}``.
+    ``walk_forward`` (optional): ``{series: walk_forward_evaluate(...)}``, shown as mean ± std over folds.
+    ``extra_sections`` (optional): ``{title: {"markdown": str, "json": dict}}`` from other evaluations (the
+    volume translation and realized-volatility tasks), appended to the report and to ``metrics.json``.
     Flat metrics (for MLflow / Dagster): ``{series}.{model}.{metric}`` and ``{series}.n_test``.
     """
     if not series:
@@ -992,7 +1056,9 @@ def write_forecast_report(
         raise ConfigError(f"write_forecast_report: series names {names} are not unique.")
     model_info = model_info or {}
     sections = {sf.name: evaluate_forecast_series(sf, alpha) for sf in series}
-    document = build_forecast_metrics(sections, model_info, context)
+    extra_sections = extra_sections or {}
+    document = build_forecast_metrics(sections, model_info, context, walk_forward,
+                                      {title: part.get("json") for title, part in extra_sections.items()})
 
     metrics: dict[str, float] = {}
     md = [f"# {title}", "", "## Run context", _context_md(context), "",
@@ -1021,8 +1087,10 @@ def write_forecast_report(
         if len(losses):
             figs.add(P.plot_training_curve(losses, title=f"{model} training loss"), f"training_{model}",
                      f"training curve {model}")
-    md += [*_accuracy_summary_md(sections),
-           "## Verdict", *([f"- {s}" for s in sentences] or ["- Only naive baselines were evaluated."]), "",
+    md += [*_accuracy_summary_md(sections), *_augmentation_md(sections), *_walk_forward_md(walk_forward, metrics)]
+    for title, part in extra_sections.items():
+        md += [f"## {title}", str(part.get("markdown", "")), ""]
+    md += ["## Verdict", *([f"- {s}" for s in sentences] or ["- Only naive baselines were evaluated."]), "",
            "## Figures", *[f"{m}\n" for m in figs.md]]
     _write_json_atomic(out_dir / METRICS_JSON, document)
     md_path = out_dir / filename
