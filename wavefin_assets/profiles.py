@@ -46,6 +46,9 @@ class Profile:
     # the samplers table draws when it is not the main one (DDPM runs 1000 network calls per window)
     sampler: str = "dpmsolver"
     sampling_batch_size: int = 64  # CPU: 64 was 2x faster per window than 256 here (activations fit in cache)
+    # synthetic_series: time DDPM(1000), DDIM(50), DPM-Solver++(20) on the trained model (the samplers table);
+    # off in quick (it was ~25% of `make run`): bench/bench_diffusion.py measures the same table on demand
+    benchmark_samplers: bool = True
     bench_ddpm_samples: int = 16
     bench_ddim_samples: int = 128
     # diffusion_model levers (issue 8): the image representation, per-series class conditioning, the training
@@ -87,9 +90,12 @@ PROFILES: dict[str, Profile] = {
         unet_attention=False,
         diffusion_epochs=60,
         diffusion_batch_size=32,
-        diffusion_max_steps=500,  # 0.16 s/step here: what the 5-minute `make run` leaves after sampling and the report
+        # 0.29 s/step on the slower machine kind (0.16-0.18 on others): what a 5-minute `make run` leaves after
+        # the data, sampling, forecasters and the reports there
+        diffusion_max_steps=300,
         diffusion_learning_rate=1e-3,
-        n_synthetic=1000,  # per series
+        n_synthetic=500,  # per series (the report draws as many windows from every classical generator)
+        benchmark_samplers=False,
         inference_steps=10,  # DPM-Solver++(10)
         bench_ddpm_samples=10,  # the fewest the discriminative classifier accepts
         bench_ddim_samples=32,

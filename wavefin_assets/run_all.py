@@ -12,7 +12,7 @@ it was waiting), never left STARTED with a slot taken.
 
 The series partitions (built-ins and every CSV in the prices directory) are registered in the instance first, then
 ingested in parallel: one `ingest` run per series, `--parallel` of them at a time (default: the number of CPU
-cores), each driven by a worker process through Dagster's multiprocess executor (`execute_job`); workers and step
+cores on machines with 4 or more; on fewer, process start-up costs more than it saves, so 1), each driven by a worker process through Dagster's multiprocess executor (`execute_job`); workers and step
 processes fork from servers that imported the definitions once (`forkserver` with `preload_modules`).
 `--parallel 1` (or a single series) runs them one after another in this process instead, with the Ctrl-C
 handling described above.
@@ -416,6 +416,17 @@ def _say(message: str) -> None:
     print(f"wavefin: {message}", flush=True)
 
 
+#: Parallel ingest pays for itself only with cores to spare: each step subprocess starts in 3-5 s, so on 2 cores
+#: the three quick series took 43 s in parallel against ~8 s one after another in this process (measured).
+MIN_CORES_FOR_PARALLEL = 4
+
+
+def default_parallel() -> int:
+    """Series ingested at a time by default: every core on machines with `MIN_CORES_FOR_PARALLEL` or more."""
+    cores = os.cpu_count() or 1
+    return cores if cores >= MIN_CORES_FOR_PARALLEL else 1
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m wavefin_assets.run_all", description=__doc__.split("\n")[0])
     parser.add_argument("--series", type=lambda s: [x for x in s.split(",") if x],
@@ -425,9 +436,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--assets", type=lambda s: [x for x in s.split(",") if x],
                         help="comma-separated model assets to materialize (default: all of the model job)")
     parser.add_argument("--config", type=Path, help="YAML file of Dagster run config (`ops:` of either job)")
-    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1,
-                        help="series ingested at a time, each on the multiprocess executor (default: CPU cores; "
-                             "1: one after another in this process)")
+    parser.add_argument("--parallel", type=int, default=default_parallel(),
+                        help="series ingested at a time, each on the multiprocess executor (default: CPU cores "
+                             f"from {MIN_CORES_FOR_PARALLEL} cores up, else 1: one after another in this process)")
     return parser.parse_args(argv)
 
 

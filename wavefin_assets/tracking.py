@@ -207,8 +207,12 @@ def log_and_register(
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    # source = the logged model's artifact location, which a `models:/<model id>` source resolves to anyway:
+    # MLflow's sqlalchemy registry resolves that URI through a default MlflowClient(), i.e. mlflow's *global*
+    # tracking URI rather than this client's (a TODO in mlflow), and fails with "Logged model ... not found"
+    # whenever the two differ. run_id is given, so the registry does not look the model up either.
     version = client.create_model_version(
-        registered_name, source=f"models:/{logged.model_id}", run_id=run.run_id, model_id=logged.model_id,
+        registered_name, source=logged.artifact_location, run_id=run.run_id, model_id=logged.model_id,
         tags={**tags, **{f"train.{k}": repr(v) for k, v in finite.items()}},
         run_link=run.url, await_creation_for=0,
     )

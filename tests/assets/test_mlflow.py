@@ -21,10 +21,11 @@ from wavefin_assets.resources import MLflowResource
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> MLflowResource:
-    from wavefin_assets.resources import default_mlflow
-
-    return MLflowResource(tracking_uri=default_mlflow().tracking_uri, experiment="wavefin-test",
-                          artifact_root=str(tmp_path_factory.mktemp("mlflow-test-artifacts")))
+    """A store of its own, NOT the session's `MLFLOW_TRACKING_URI`: mlflow's registry resolves `models:/<id>`
+    sources through its global tracking URI, and registering must work when that points elsewhere."""
+    root = tmp_path_factory.mktemp("mlflow-test")
+    return MLflowResource(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", experiment="wavefin-test",
+                          artifact_root=str(root / "artifacts"))
 
 
 def _logistic_json(path: Path) -> tuple[Path, np.ndarray, np.ndarray]:

@@ -189,7 +189,7 @@ class SyntheticSeriesConfig(dg.Config):
     series: list[str] = []  # empty: every series the model was trained on
     # The samplers table: DDPM(1000), DDIM(50) and DPM-Solver++(20) timed on this model, each scored against the
     # first series' test windows; a sampler that is not the main one draws this many windows.
-    benchmark_samplers: bool = True
+    benchmark_samplers: bool = PROFILE.benchmark_samplers
     bench_ddpm_samples: int = PROFILE.bench_ddpm_samples
     bench_ddim_samples: int = PROFILE.bench_ddim_samples
     bench_discriminative_seeds: int = PROFILE.discriminative_seeds
