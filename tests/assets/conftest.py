@@ -22,7 +22,8 @@ TINY_MODEL_CONFIG = {
             "config": {"block_out_channels": [16, 32], "batch_size": 16, "epochs": 50, "max_steps": 80}
         },
         # 24 windows per series; the samplers table on 10 windows per extra sampler, scored with 2 seeds
-        "synthetic_series": {"config": {"n_samples": 24, "num_inference_steps": 5, "bench_ddpm_samples": 10,
+        "synthetic_series": {"config": {"n_samples": 24, "num_inference_steps": 5, "benchmark_samplers": True,
+                                        "bench_ddpm_samples": 10,
                                         "bench_ddim_samples": 10, "bench_discriminative_seeds": 2}},
         # the report's structure and units are under test here, not its scores: few seeds and classifier steps
         "generation_report": {"config": {"discriminative_seeds": 2, "predictive_seeds": 1, "classifier_steps": 40}},

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -163,7 +164,7 @@ class DagsterDev:
             try:
                 self.proc.wait(timeout=wait)
                 if sig == signal.SIGINT:  # children (webserver, daemon, code servers) may outlive the parent
-                    time.sleep(2)
+                    self._wait_group_gone(2.0)
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 break
             except subprocess.TimeoutExpired:
@@ -171,6 +172,15 @@ class DagsterDev:
             except ProcessLookupError:
                 break
         self.log.close()
+
+    def _wait_group_gone(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
 
 
 @pytest.fixture
@@ -228,40 +238,46 @@ def test_ui_shows_the_asset_graph_and_runs_ingest_from_clicks(dagster_dev):
         timings[name] = round(time.monotonic() - clock, 1)
         clock = time.monotonic()
 
-    location = dagster_dev.wait_until_loaded()
-    lap("server_start_s")
-    base = f"http://127.0.0.1:{dagster_dev.port}"
     shots: dict[str, Path] = {}
     with playwright_api.sync_playwright() as pw:
+        # Chromium starts while `dagster dev` loads the code location.
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
+            location = dagster_dev.wait_until_loaded()
+            port = dagster_dev.port
+            lap("server_start_s")
+            base = f"http://127.0.0.1:{port}"
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            # The first visit to a new instance opens a 'Join the Dagster community' dialog (one second after
+            # the page loads) unless the browser has dismissed it before: say so in localStorage (the key the
+            # UI's CommunityNux reads), and if it shows anyway, Playwright clicks its Skip before any action.
+            context.add_init_script("try { localStorage.setItem('communityNux', '\"1\"'); } catch (e) {}")
+            page = context.new_page()
             page.set_default_timeout(UI_TIMEOUT_MS)
+            page.add_locator_handler(
+                page.get_by_role("dialog").filter(has_text="Join the Dagster community")
+                .get_by_role("button", name="Skip"),
+                lambda skip: skip.click())
 
-            # 1. The asset graph: expand every collapsed group node, then every asset key is drawn.
-            page.goto(f"{base}/asset-groups")
+            # 1. The asset graph with every group expanded. The expanded groups are part of the page's URL
+            #    (`?expanded=<group ids>`, which the page prefers to what localStorage remembers), so the page
+            #    opens with the whole graph laid out and, nothing being selected, fitted to the window's
+            #    width: no clicks on group nodes, no zooming. The check is on the graph itself: each asset
+            #    is a node (a `foreignObject`) drawn with its key. The graph draws only the nodes inside the
+            #    view (and none below 15% zoom), so all nine drawn also says the fit shows the whole graph.
+            groups = _asset_groups(port)
+            expanded = ",".join(ident for group in groups.values() for ident in group["ids"])
+            page.goto(f"{base}/asset-groups?{urllib.parse.urlencode({'expanded': expanded})}")
             page.get_by_role("button", name="Materialize all").wait_for()
-            _dismiss_welcome(page)
             graph = page.locator("foreignObject")
-            for group, keys in _asset_groups(dagster_dev.port).items():
-                node = graph.filter(has=page.get_by_text(group, exact=True))
-                if node.count() and not graph.get_by_text(keys[0], exact=True).count():
-                    node.first.dblclick()  # a collapsed group node expands on double-click (and zooms in)
-                    graph.get_by_text(keys[0], exact=True).first.wait_for(state="visible")
-            # The expanded groups are remembered: reload for the whole graph fitted to the window, nothing
-            # selected. Nodes outside the view are not drawn, so zoom out until all nine are.
-            page.evaluate("window.localStorage.removeItem('defaultZoom')")  # forget the double-click's zoom
-            page.goto(f"{base}/asset-groups")
-            any_key = graph.get_by_text("raw_prices", exact=True)
-            for key in EXPECTED_ASSETS:  # the layout is computed in the page: wait until some node is drawn
-                any_key = any_key.or_(graph.get_by_text(key, exact=True))
-            any_key.first.wait_for()
             try:
                 _wait_until_all_drawn(page, graph)
             finally:
                 page.screenshot(path=shots_dir / "asset_graph.png")
             shown = {key for key in EXPECTED_ASSETS if graph.get_by_text(key, exact=True).count()}
-            assert shown == EXPECTED_ASSETS
+            assert shown == EXPECTED_ASSETS, (
+                f"the asset graph draws {sorted(shown)}; missing {sorted(EXPECTED_ASSETS - shown)} "
+                f"(groups {groups}); see {shots_dir / 'asset_graph.png'}")
             shots["asset_graph"] = shots_dir / "asset_graph.png"
             lap("asset_graph_s")
 
@@ -270,8 +286,6 @@ def test_ui_shows_the_asset_graph_and_runs_ingest_from_clicks(dagster_dev):
             #    step, because this test is about the UI, and step start-up on a busy 2-core CI machine would
             #    dominate its time (the multiprocess path is covered by run_all and the asset tests).
             page.goto(f"{base}/locations/{location}/jobs/ingest")
-            page.get_by_role("button", name="Materialize all").wait_for()
-            _dismiss_welcome(page)
             page.get_by_role("button", name="Materialize all").click()
             dialog = page.get_by_role("dialog").filter(has_text="Launch runs to materialize")
             dialog.get_by_text("Select a partition or create one").click()
@@ -287,25 +301,25 @@ def test_ui_shows_the_asset_graph_and_runs_ingest_from_clicks(dagster_dev):
             page.keyboard.insert_text(IN_PROCESS_CONFIG)  # as pasted: no auto-closed brackets
             editor.get_by_role("button", name="Save config").click()
             dialog.get_by_text("Config saved").wait_for()
-            before = {r["runId"] for r in _graphql(dagster_dev.port, RUNS_QUERY, {"jobName": "ingest"})
+            before = {r["runId"] for r in _graphql(port, RUNS_QUERY, {"jobName": "ingest"})
                       ["runsOrError"]["results"]}
             dialog.get_by_role("button", name="Launch 1 run").click()
             lap("launch_clicks_s")
 
             # 3. The run the click created succeeds (polled through GraphQL), and its page says so.
-            run_id = _new_run(dagster_dev.port, before)
-            runs = _graphql(dagster_dev.port, RUNS_QUERY, {"jobName": "ingest"})["runsOrError"]["results"]
+            run_id = _new_run(port, before)
+            runs = _graphql(port, RUNS_QUERY, {"jobName": "ingest"})["runsOrError"]["results"]
             tags = {t["key"]: t["value"] for r in runs if r["runId"] == run_id for t in r["tags"]}
             assert tags.get("dagster/partition") == "mjd", tags
             config = next(r["runConfigYaml"] for r in runs if r["runId"] == run_id)
             assert "in_process" in config, config
-            _wait_for_run(dagster_dev.port, run_id, dagster_dev)
+            _wait_for_run(port, run_id, dagster_dev)
             lap("run_s")
             page.goto(f"{base}/runs/{run_id}")
             page.get_by_text("Success", exact=False).first.wait_for()
             try:  # for the picture only: let the event log finish loading
                 page.get_by_text("RUN_SUCCESS").first.wait_for(timeout=15_000)
-            except Exception:  # noqa: BLE001 - Playwright's TimeoutError; the run already succeeded
+            except playwright_api.TimeoutError:  # the run already succeeded
                 pass
             shots["run"] = shots_dir / "ingest_run.png"
             page.screenshot(path=shots["run"])
@@ -317,36 +331,35 @@ def test_ui_shows_the_asset_graph_and_runs_ingest_from_clicks(dagster_dev):
     _publish(shots)
 
 
-def _wait_until_all_drawn(page, graph, patience_s: float = 5.0, zoom_outs: int = 4) -> None:
-    """Wait for the nine asset nodes; the graph fits itself to the window once its layout is done, and if
-    some nodes stay outside the view (they are then not drawn), zoom out one step at a time."""
-    for attempt in range(zoom_outs + 1):
-        deadline = time.monotonic() + patience_s
-        while time.monotonic() < deadline:
-            if all(graph.get_by_text(key, exact=True).count() for key in EXPECTED_ASSETS):
-                return
-            page.wait_for_timeout(250)
-        if attempt < zoom_outs:  # the mouse wheel over the graph zooms it (the zoom buttons have no label)
-            size = page.viewport_size  # the graph panel fills the right ~70% of the window
-            page.mouse.move(size["width"] * 0.65, size["height"] * 0.5)
-            page.mouse.wheel(0, 250)
+def _wait_until_all_drawn(page, graph, timeout_s: float = UI_TIMEOUT_MS / 1000) -> None:
+    """Wait until the nine asset nodes are drawn. The layout is computed in the page (a web worker) after the
+    asset data loads, then the graph fits itself to the window. Should some node still be outside the view
+    half-way through, ask the graph to fit itself again, as a double-click on its background does."""
+    deadline = time.monotonic() + timeout_s
+    refit_at = time.monotonic() + timeout_s / 2
+    while time.monotonic() < deadline:
+        if all(graph.get_by_text(key, exact=True).count() for key in EXPECTED_ASSETS):
+            return
+        if refit_at and time.monotonic() > refit_at:
+            refit_at = 0.0
+            if graph.count():  # on the graph's <svg>, which the nodes are children of: the viewport's
+                graph.first.locator("xpath=..").dispatch_event("dblclick")  # double-click zooms to fit
+        page.wait_for_timeout(250)
 
 
-def _dismiss_welcome(page) -> None:
-    """The first visit to a new instance may open a 'Join the Dagster community' dialog; skip it if shown."""
-    skip = page.get_by_role("button", name="Skip")
-    try:
-        skip.wait_for(state="visible", timeout=3000)
-    except Exception:  # noqa: BLE001 - Playwright's TimeoutError: no dialog this time
-        return
-    skip.click()
-
-
-def _asset_groups(port: int) -> dict[str, list[str]]:
-    nodes = _graphql(port, "{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
-    groups: dict[str, list[str]] = {}
-    for node in nodes:
-        groups.setdefault(node["groupName"], []).append("/".join(node["assetKey"]["path"]))
+def _asset_groups(port: int) -> dict[str, dict[str, list[str]]]:
+    """Each asset group's keys and the ids the asset graph gives the group: `global@global:<group>`, or
+    `<repository>@<location>:<group>` under the UI's 'groups per code location' feature flag (both are
+    passed; the graph ignores ids it does not draw)."""
+    query = "{ assetNodes { assetKey { path } groupName repository { name location { name } } } }"
+    groups: dict[str, dict[str, list[str]]] = {}
+    for node in _graphql(port, query)["assetNodes"]:
+        name, repo = node["groupName"], node["repository"]
+        group = groups.setdefault(name, {"keys": [], "ids": [f"global@global:{name}"]})
+        group["keys"].append("/".join(node["assetKey"]["path"]))
+        per_location = f"{repo['name']}@{repo['location']['name']}:{name}"
+        if per_location not in group["ids"]:
+            group["ids"].append(per_location)
     return groups
 
 
