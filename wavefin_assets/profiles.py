@@ -54,7 +54,8 @@ class Profile:
     # diffusion_model levers (issue 8): the image representation, per-series class conditioning, the training
     # objective, LR warm-up + cosine decay, EMA of the weights, the stride of the training windows (1 = every
     # shift of the train returns); synthetic_series: range projection at every sampler step
-    diffusion_representation: str = "complex"  # complex | logmag_phase | haar
+    # haar: the best discriminative score of the three in the ablation (bench/bench_generation_ablation.py)
+    diffusion_representation: str = "haar"  # complex | logmag_phase | haar
     diffusion_conditioning: str = "class"  # class | none (none: one series per model)
     diffusion_prediction_type: str = "v_prediction"  # epsilon | v_prediction | sample
     diffusion_warmup_steps: int = 25
