@@ -21,7 +21,10 @@ def test_diffusion_model_is_saved_as_safetensors_and_loss_decreases(pipeline):
     assert list(model_dir.rglob("*.safetensors"))
     assert not list(model_dir.rglob("*.bin")) and not list(model_dir.rglob("*.pkl"))
     model, scheduler, meta = load_diffusion(model_dir)
-    assert model.config.in_channels == 2
+    from wavefin_core.wavelets.representations import representation_from_dict
+
+    channels = {representation_from_dict(rep).channels for rep in meta["representations"].values()}
+    assert channels == {model.config.in_channels}  # the images of the configured representation (1: haar)
     # issue 8: one model over the series, conditioned on them; EMA weights beside the trained ones
     assert model.config.num_class_embeds == len(manifest["series"]) and meta["series"] == manifest["series"]
     assert meta["weights"] == "unet_ema" and (model_dir / "unet" / "config.json").is_file()
