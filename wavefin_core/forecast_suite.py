@@ -160,13 +160,16 @@ def run_suite(
         ccfg = ClassifierConfig(arch=cfg.arch, input_channels=cfg.input_channels, epochs=cfg.epochs,
                                 batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience,
                                 seed=cfg.seed)
+
+        def scalogram(name: str, images: np.ndarray, labels: np.ndarray) -> None:
+            neural(name,
+                   lambda: train_classifier(images, labels, data.images[val], data.direction[val], ccfg, device,
+                                            progress=make_progress(name), checkpointing=checkpointing),
+                   lambda model: predict_proba(model, data.images, device),
+                   lambda model: save_classifier(model, ccfg, data.images.shape[1:], out_dir / name))
+
         name = f"scalogram_{cfg.arch}"
-        neural(name,
-               lambda: train_classifier(data.images[train], data.direction[train], data.images[val],
-                                        data.direction[val], ccfg, device, progress=make_progress(name),
-                                        checkpointing=checkpointing),
-               lambda model: predict_proba(model, data.images, device),
-               lambda model: save_classifier(model, ccfg, data.images.shape[1:], out_dir / name))
+        scalogram(name, data.images[train], data.direction[train])
         if cfg.augment:
             if image_fn is None:
                 raise ConfigError("augment=true needs image_fn (standardised windows -> scalograms).")
@@ -177,11 +180,7 @@ def run_suite(
             images = np.concatenate([data.images[train], image_fn(extra, data.series[train])])
             labels = np.concatenate([data.direction[train], data.direction[train]])
             aug = f"{name}_augmented"
-            neural(aug,
-                   lambda: train_classifier(images, labels, data.images[val], data.direction[val], ccfg, device,
-                                            progress=make_progress(aug), checkpointing=checkpointing),
-                   lambda model: predict_proba(model, data.images, device),
-                   lambda model: save_classifier(model, ccfg, data.images.shape[1:], out_dir / aug))
+            scalogram(aug, images, labels)
             result.info[aug].update({"augmentation": f"time shift <= {cfg.augment_shift}, magnitude jitter "
                                                      f"{cfg.augment_jitter:g}; 2x the train windows"})
 
@@ -236,44 +235,40 @@ def _tabular(data: SuiteInputs, cfg: SuiteConfig, models: set[str], train: np.nd
     x_train, y_train = data.standardized[train], data.direction[train]
     # Return targets in each series' train-std units, so series of different frequencies pool into one fit.
     z_train = data.target_return[train] / data.return_scale[train]
+    windows, scale = data.standardized, data.return_scale
+    direction, returns = result.direction_proba, result.returns
+
+    def fit(name: str, make: Callable[[], Any], predict: Callable[[Any], np.ndarray], out: dict[str, np.ndarray],
+            params: Callable[[Any], int] = lambda model: model.count_parameters()) -> None:
+        """Fit one model, timed; `predict(model)` of every row goes to `out` (direction_proba or returns), its
+        parameter count and seconds to `result.info`, its JSON (`to_dict`, no pickle) to `out_dir/<name>.json`."""
+        say(f"fitting {name}")
+        model, seconds = _timed(make)
+        out[name] = predict(model)
+        result.info[name] = {"params": int(params(model)), "train_seconds": seconds}
+        _write_json(out_dir / f"{name}.json", model.to_dict())
+
     if "logistic" in models:
         from wavefin_core.baselines import LogisticBaseline
 
-        say("fitting logistic")
-        model, seconds = _timed(lambda: LogisticBaseline(seed=cfg.seed).fit(x_train, y_train))
-        result.direction_proba["logistic"] = model.predict_proba(data.standardized)
-        result.info["logistic"] = {"params": int(model.coef.size + 1), "train_seconds": seconds}
-        _write_json(out_dir / "logistic.json", model.to_dict())
+        fit("logistic", lambda: LogisticBaseline(seed=cfg.seed).fit(x_train, y_train),
+            lambda model: model.predict_proba(windows), direction, params=lambda model: model.coef.size + 1)
     if models & {"logistic_wavelet", "gbm", "ridge", "gbm_return"}:
         from wavefin_core.models.tabular import GradientBoostingForecaster, LogisticDirection, RidgeForecaster
     if "logistic_wavelet" in models:
-        say("fitting logistic_wavelet")
-        model, seconds = _timed(lambda: LogisticDirection(lags=cfg.lags, seed=cfg.seed).fit(x_train, y_train))
-        result.direction_proba["logistic_wavelet"] = model.predict_proba(data.standardized)[:, -1]
-        rows, features = model.coef.shape  # binary: sklearn's one row plus a stored row of zeros
-        free_rows = 1 if rows == 2 else rows
-        result.info["logistic_wavelet"] = {"params": int(free_rows * (features + 1)), "train_seconds": seconds}
-        _write_json(out_dir / "logistic_wavelet.json", model.to_dict())
+        fit("logistic_wavelet", lambda: LogisticDirection(lags=cfg.lags, seed=cfg.seed).fit(x_train, y_train),
+            lambda model: model.predict_proba(windows)[:, -1], direction)
     if "gbm" in models:
-        say("fitting gbm")
-        model, seconds = _timed(lambda: GradientBoostingForecaster(
-            task="direction", max_iter=cfg.gbm_max_iter, lags=cfg.lags, seed=cfg.seed).fit(x_train, y_train))
-        result.direction_proba["gbm"] = model.predict_proba(data.standardized)[:, -1]
-        result.info["gbm"] = {"params": model.count_parameters(), "train_seconds": seconds}
-        _write_json(out_dir / "gbm.json", model.to_dict())
+        fit("gbm", lambda: GradientBoostingForecaster(task="direction", max_iter=cfg.gbm_max_iter, lags=cfg.lags,
+                                                      seed=cfg.seed).fit(x_train, y_train),
+            lambda model: model.predict_proba(windows)[:, -1], direction)
     if "ridge" in models:
-        say("fitting ridge")
-        model, seconds = _timed(lambda: RidgeForecaster(lags=cfg.lags).fit(x_train, z_train))
-        result.returns["ridge"] = model.predict(data.standardized) * data.return_scale
-        result.info["ridge"] = {"params": int(np.asarray(model.coef).size + 1), "train_seconds": seconds}
-        _write_json(out_dir / "ridge.json", model.to_dict())
+        fit("ridge", lambda: RidgeForecaster(lags=cfg.lags).fit(x_train, z_train),
+            lambda model: model.predict(windows) * scale, returns)
     if "gbm_return" in models:
-        say("fitting gbm_return")
-        model, seconds = _timed(lambda: GradientBoostingForecaster(
-            task="return", max_iter=cfg.gbm_max_iter, lags=cfg.lags, seed=cfg.seed).fit(x_train, z_train))
-        result.returns["gbm_return"] = model.predict(data.standardized) * data.return_scale
-        result.info["gbm_return"] = {"params": model.count_parameters(), "train_seconds": seconds}
-        _write_json(out_dir / "gbm_return.json", model.to_dict())
+        fit("gbm_return", lambda: GradientBoostingForecaster(task="return", max_iter=cfg.gbm_max_iter, lags=cfg.lags,
+                                                             seed=cfg.seed).fit(x_train, z_train),
+            lambda model: model.predict(windows) * scale, returns)
 
 
 def _arima(data: SuiteInputs, cfg: SuiteConfig, out_dir: Path, result: SuiteResult,

@@ -59,7 +59,7 @@ class Interrupt(Exception):
 
 
 KILLED_TRAINING = """
-import sys, time
+import pathlib, sys, time
 import numpy as np, torch
 torch.set_num_threads(1)
 from wavefin_core.models.checkpoint import Checkpointing
@@ -67,6 +67,9 @@ from wavefin_core.models.diffusion import DiffusionConfig, train_diffusion
 
 x = np.random.default_rng(0).standard_normal((40, {shape})).astype(np.float32)
 cfg = DiffusionConfig(**{config})
+go = pathlib.Path(sys.argv[2])
+while not go.exists():  # imports done: wait for the test to start the training
+    time.sleep(0.01)
 # Sleeping after each step only widens the window in which the test kills the process.
 train_diffusion(x, cfg, "cpu", progress=lambda step, total, info: time.sleep(0.2),
                 checkpointing=Checkpointing(sys.argv[1], every=2, log=print))
@@ -74,41 +77,29 @@ print("finished")
 """
 
 
-def test_sigkill_during_diffusion_training_then_resume_equals_an_uninterrupted_run(tmp_path):
-    from wavefin_core.models.diffusion import DiffusionConfig, train_diffusion
+@pytest.fixture(scope="module", autouse=True)
+def training_to_kill(request, tmp_path_factory):
+    """(process, checkpoint directory, go file) of the diffusion training the SIGKILL test kills.
 
+    Started with the module, not by the test: importing torch and diffusers takes the subprocess 10 s or more
+    on a busy 2-core machine, which then overlaps the module's other (single-threaded) tests instead of being
+    waited for. The process trains only once the go file exists, so it cannot finish before the test is ready.
+    Not started when that test is not selected.
+    """
+    if not any(item.name == "test_sigkill_during_diffusion_training_then_resume_equals_an_uninterrupted_run"
+               for item in request.session.items):
+        yield None
+        return
+    root = tmp_path_factory.mktemp("killed")
+    directory, go = root / "checkpoints", root / "go"
     script = KILLED_TRAINING.format(shape=", ".join(map(str, SHAPE)), config=repr(DIFFUSION))
-    directory = tmp_path / "checkpoints"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(directory)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        cfg = DiffusionConfig(**DIFFUSION)
-        uninterrupted = train_diffusion(scalograms(), cfg, "cpu")  # runs while the subprocess imports torch
-        deadline = time.monotonic() + 120
-        while not list(directory.glob(f"diffusion-*/{META_FILE}")):
-            assert process.poll() is None, f"training subprocess exited early: {process.communicate()}"
-            assert time.monotonic() < deadline, "no checkpoint appeared within 120 s"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == -signal.SIGKILL
-    assert "finished" not in process.stdout.read()
-    (checkpoint,) = [p for p in directory.iterdir() if not p.name.startswith(".")]
-    killed_at = json.loads((checkpoint / META_FILE).read_text())
-    assert not killed_at["done"] and 2 <= killed_at["step"] < DIFFUSION["max_steps"]
-
-    logs: list[str] = []
-    resumed = train_diffusion(scalograms(), cfg, "cpu", checkpointing=Checkpointing(directory, 2, log=logs.append))
-    (line,) = [m for m in logs if m.startswith("resuming from step")]
-    assert int(re.match(r"resuming from step (\d+)", line).group(1)) >= killed_at["step"]
-    assert resumed.losses == uninterrupted.losses
-    assert resumed.epoch_losses == uninterrupted.epoch_losses
-    assert_same_weights(resumed.model, uninterrupted.model)
+    process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(directory), str(go)], cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield process, directory, go
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
 
 
 @pytest.mark.parametrize(
@@ -275,3 +266,33 @@ def test_diffusion_resume_with_ema_lr_schedule_and_classes_is_exact(tmp_path):
     assert resumed.learning_rates == uninterrupted.learning_rates
     assert_same_weights(resumed.model, uninterrupted.model)
     assert_same_weights(resumed.ema_model, uninterrupted.ema_model)
+
+
+def test_sigkill_during_diffusion_training_then_resume_equals_an_uninterrupted_run(training_to_kill):
+    """Last in the module: the subprocess of `training_to_kill` imported torch while the other tests ran."""
+    from wavefin_core.models.diffusion import DiffusionConfig, train_diffusion
+
+    process, directory, go = training_to_kill
+    cfg = DiffusionConfig(**DIFFUSION)
+    uninterrupted = train_diffusion(scalograms(), cfg, "cpu")
+    go.touch()
+    deadline = time.monotonic() + 120
+    while not list(directory.glob(f"diffusion-*/{META_FILE}")):
+        assert process.poll() is None, f"training subprocess exited early: {process.communicate()}"
+        assert time.monotonic() < deadline, "no checkpoint appeared within 120 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert "finished" not in process.stdout.read()
+    (checkpoint,) = [p for p in directory.iterdir() if not p.name.startswith(".")]
+    killed_at = json.loads((checkpoint / META_FILE).read_text())
+    assert not killed_at["done"] and 2 <= killed_at["step"] < DIFFUSION["max_steps"]
+
+    logs: list[str] = []
+    resumed = train_diffusion(scalograms(), cfg, "cpu", checkpointing=Checkpointing(directory, 2, log=logs.append))
+    (line,) = [m for m in logs if m.startswith("resuming from step")]
+    assert int(re.match(r"resuming from step (\d+)", line).group(1)) >= killed_at["step"]
+    assert resumed.losses == uninterrupted.losses
+    assert resumed.epoch_losses == uninterrupted.epoch_losses
+    assert_same_weights(resumed.model, uninterrupted.model)

@@ -25,7 +25,8 @@ def test_scalogram_cnn_learns_the_planted_signal(single_thread) -> None:
     s = build_scalograms(segments, num_scales=16, series="planted")
     train, val, test = (s.mask(split) for split in ("train", "val", "test"))
     assert test.sum() > 700  # stride-1 test windows: enough evidence for p < 0.01 at a 0.05 accuracy margin
-    cfg = ClassifierConfig(arch="cnn", epochs=5, batch_size=64, learning_rate=1e-3, patience=3, seed=0)
+    # 3 epochs reach 0.79 test accuracy (5 epochs: 0.80; 2: 0.77), well above the 0.70 asserted
+    cfg = ClassifierConfig(arch="cnn", epochs=3, batch_size=64, learning_rate=1e-3, patience=3, seed=0)
     result = train_classifier(s.images[train], s.direction[train], s.images[val], s.direction[val], cfg, "cpu")
     proba = predict_proba(result.model, s.images[test], "cpu")[:, 1]
 

@@ -18,7 +18,6 @@ matching).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +33,16 @@ from wavefin_core.models.training import (
     FitResult,
     ProgressFn,
     TrainingConfig,
-    check_labels,
+    WeightsFormat,
     check_positive,
     check_scalograms,
+    check_split_labels,
     class_weights,
     fit_classifier,
-    infer_n_classes,
-    load_weights,
+    load_model,
     predict_softmax,
     resolve_device,
-    save_weights,
+    save_model,
 )
 
 ARCHS = ("cnn", "vit")
@@ -51,11 +50,11 @@ INPUT_CHANNELS = ("real_imag", "magnitude")
 N_CLASSES = 2
 FORMAT_NAME = "wavefin-classifier"
 FORMAT_VERSION = 1
+FORMAT = WeightsFormat(FORMAT_NAME, FORMAT_VERSION, "classifier")
 
 __all__ = [
     "ClassifierConfig", "ClassifierResult", "ScalogramCNN", "ScalogramViT", "build_classifier", "class_weights",
-    "fit_direction_model", "load_classifier", "predict_proba", "save_classifier", "softmax_proba",
-    "standardize_indicators", "train_classifier",
+    "load_classifier", "predict_proba", "save_classifier", "standardize_indicators", "train_classifier",
 ]
 
 ClassifierResult = FitResult
@@ -318,9 +317,7 @@ def train_classifier(
     if cfg.input_channels == "magnitude" and x_train.shape[1] != 2:
         raise DataError(f"input_channels='magnitude' needs real+imag scalograms (N, 2, S, T); x_train has "
                         f"{x_train.shape[1]} channel(s). Pass the stored two-channel images.")
-    n_classes = infer_n_classes(y_train, n_classes)
-    y_train = check_labels(y_train, len(x_train), "y_train", n_classes)
-    y_val = check_labels(y_val, len(x_val), "y_val", n_classes)
+    n_classes, y_train, y_val = check_split_labels(y_train, y_val, len(x_train), len(x_val), n_classes)
     ind_train = check_indicators(indicators_train, len(x_train), "indicators_train")
     ind_val = check_indicators(indicators_val, len(x_val), "indicators_val")
     if (ind_train is None) != (ind_val is None) or (
@@ -346,29 +343,6 @@ def train_classifier(
     )
 
 
-def fit_direction_model(
-    build_model: Callable[[], nn.Module],
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    x_val: np.ndarray,
-    y_val: np.ndarray,
-    cfg: Any,
-    device: torch.device,
-    progress: ProgressFn | None = None,
-    eval_batch_size: int = 256,
-    checkpointing: Checkpointing | None = None,
-    kind: str = "classifier",
-) -> tuple[nn.Module, list[dict[str, float]], int, np.ndarray]:
-    """Compatibility wrapper of `training.fit_classifier` for one input array: (model, history, best_epoch,
-    class weights)."""
-    n_classes = infer_n_classes(y_train, None)
-    result = fit_classifier(
-        build_model, (x_train,), y_train, (x_val,), y_val, cfg, device, n_classes=n_classes, progress=progress,
-        eval_batch_size=eval_batch_size, checkpointing=checkpointing, kind=kind,
-    )
-    return result.model, result.history, result.best_epoch, np.asarray(result.class_weights)
-
-
 def predict_proba(
     model: nn.Module,
     x: np.ndarray,
@@ -384,13 +358,6 @@ def predict_proba(
     return predict_softmax(model, (x,) if ind is None else (x, ind), device, batch_size)
 
 
-def softmax_proba(
-    model: nn.Module, x: np.ndarray, device: torch.device | str | None, batch_size: int
-) -> np.ndarray:
-    """Softmax of `model` over prepared inputs `x` (kept for callers of the older name; see `predict_softmax`)."""
-    return predict_softmax(model, x, device, batch_size)
-
-
 def save_classifier(
     model: nn.Module,
     cfg: ClassifierConfig,
@@ -400,31 +367,23 @@ def save_classifier(
 ) -> Path:
     """Save weights (model.safetensors, with the indicator statistics) and config.json under `directory`,
     atomically (temp dir, then rename)."""
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "arch": cfg.arch,
-        "config": cfg.to_dict(),
-        "input_shape": [int(v) for v in input_shape],
-        "n_outputs": int(getattr(model, "n_outputs", N_CLASSES)),
-        "n_indicators": int(getattr(getattr(model, "indicators", None), "n_indicators", 0)),
-        "extra": extra or {},
-    }
-    return save_weights(model, meta, directory, "save_classifier")
+    return save_model(
+        model, cfg, directory, FORMAT, "save_classifier", extra, arch=cfg.arch,
+        input_shape=[int(v) for v in input_shape], n_outputs=int(getattr(model, "n_outputs", N_CLASSES)),
+        n_indicators=int(getattr(getattr(model, "indicators", None), "n_indicators", 0)),
+    )
 
 
 def load_classifier(
     directory: str | Path, device: torch.device | str | None = "cpu"
 ) -> tuple[nn.Module, ClassifierConfig, dict[str, Any]]:
     """Load what `save_classifier` wrote: (model in eval mode, config, meta with input_shape as a tuple)."""
-    meta, state = load_weights(directory, FORMAT_NAME, FORMAT_VERSION, "classifier")
-    cfg = ClassifierConfig.from_dict(meta["config"])
+
+    def build(cfg: ClassifierConfig, meta: dict[str, Any]) -> nn.Module:
+        return build_classifier(cfg, meta["input_shape"], meta["n_outputs"], int(meta.get("n_indicators", 0)))
+
+    model, cfg, meta = load_model(directory, FORMAT, ClassifierConfig, build, device, upgrade=_upgrade_state)
     meta["input_shape"] = tuple(meta["input_shape"])
-    model = build_classifier(cfg, meta["input_shape"], meta["n_outputs"], int(meta.get("n_indicators", 0)))
-    state = _upgrade_state(state)
-    model.load_state_dict(state)
-    model.to(resolve_device(device))
-    model.eval()
     return model, cfg, meta
 
 

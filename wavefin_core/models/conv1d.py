@@ -29,20 +29,21 @@ from wavefin_core.models.training import (
     FitResult,
     ProgressFn,
     TrainingConfig,
-    check_labels,
+    WeightsFormat,
     check_positive,
+    check_split_labels,
     fit_classifier,
-    infer_n_classes,
-    load_weights,
+    load_model,
     predict_softmax,
     resolve_device,
-    save_weights,
+    save_model,
 )
 
 ARCHS = ("cnn1d", "cnn1d_attention")
 N_FEATURES = 2  # the return and its absolute value
 FORMAT_NAME = "wavefin-conv1d-classifier"
 FORMAT_VERSION = 1
+FORMAT = WeightsFormat(FORMAT_NAME, FORMAT_VERSION, "1-D CNN classifier")
 
 __all__ = [
     "Conv1dConfig", "ReturnCNN1d", "build_conv1d", "load_conv1d", "predict_conv1d_proba", "prepare_windows",
@@ -181,9 +182,7 @@ def train_conv1d(
     """
     cfg.validate()
     data_train, data_val = prepare_windows(x_train, "x_train"), prepare_windows(x_val, "x_val")
-    n_classes = infer_n_classes(y_train, n_classes)
-    y_train = check_labels(y_train, len(data_train), "y_train", n_classes)
-    y_val = check_labels(y_val, len(data_val), "y_val", n_classes)
+    n_classes, y_train, y_val = check_split_labels(y_train, y_val, len(data_train), len(data_val), n_classes)
     return fit_classifier(
         lambda: build_conv1d(cfg, n_classes), (data_train,), y_train, (data_val,), y_val, cfg,
         resolve_device(device), n_classes=n_classes, progress=progress, eval_batch_size=512,
@@ -200,25 +199,13 @@ def predict_conv1d_proba(
 
 def save_conv1d(model: nn.Module, cfg: Conv1dConfig, directory: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Save weights (model.safetensors) and config.json under `directory`, atomically."""
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "arch": cfg.arch,
-        "config": cfg.to_dict(),
-        "n_outputs": int(getattr(model, "n_outputs", 2)),
-        "extra": extra or {},
-    }
-    return save_weights(model, meta, directory, "save_conv1d")
+    return save_model(model, cfg, directory, FORMAT, "save_conv1d", extra, arch=cfg.arch,
+                      n_outputs=int(getattr(model, "n_outputs", 2)))
 
 
 def load_conv1d(
     directory: str | Path, device: torch.device | str | None = "cpu"
 ) -> tuple[nn.Module, Conv1dConfig, dict[str, Any]]:
     """Load what `save_conv1d` wrote: (model in eval mode, config, meta)."""
-    meta, state = load_weights(directory, FORMAT_NAME, FORMAT_VERSION, "1-D CNN classifier")
-    cfg = Conv1dConfig.from_dict(meta["config"])
-    model = build_conv1d(cfg, meta["n_outputs"])
-    model.load_state_dict(state)
-    model.to(resolve_device(device))
-    model.eval()
-    return model, cfg, meta
+    return load_model(directory, FORMAT, Conv1dConfig, lambda cfg, meta: build_conv1d(cfg, meta["n_outputs"]),
+                      device)

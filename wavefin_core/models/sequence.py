@@ -26,14 +26,14 @@ from wavefin_core.models.training import (
     FitResult,
     ProgressFn,
     TrainingConfig,
-    check_labels,
+    WeightsFormat,
     check_positive,
+    check_split_labels,
     fit_classifier,
-    infer_n_classes,
-    load_weights,
+    load_model,
     predict_softmax,
     resolve_device,
-    save_weights,
+    save_model,
 )
 from wavefin_core.wavelets.haar import haar_denoise
 
@@ -41,6 +41,7 @@ N_CLASSES = 2
 N_FEATURES = 2  # the return and its absolute value
 FORMAT_NAME = "wavefin-sequence-classifier"
 FORMAT_VERSION = 1
+FORMAT = WeightsFormat(FORMAT_NAME, FORMAT_VERSION, "sequence classifier")
 
 
 @dataclass
@@ -175,9 +176,7 @@ def train_sequence_classifier(
     cfg.validate()
     data_train = _prepare(x_train, cfg, "x_train")
     data_val = _prepare(x_val, cfg, "x_val")
-    n_classes = infer_n_classes(y_train, n_classes)
-    y_train = check_labels(y_train, len(data_train), "y_train", n_classes)
-    y_val = check_labels(y_val, len(data_val), "y_val", n_classes)
+    n_classes, y_train, y_val = check_split_labels(y_train, y_val, len(data_train), len(data_val), n_classes)
     return fit_classifier(
         lambda: _build(cfg, n_classes), (data_train,), y_train, (data_val,), y_val, cfg, resolve_device(device),
         n_classes=n_classes, progress=progress, eval_batch_size=512, checkpointing=checkpointing,
@@ -209,25 +208,13 @@ def save_sequence_classifier(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Save weights (model.safetensors) and config.json under `directory`, atomically (temp dir, then rename)."""
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "arch": "lstm" if cfg.denoise_level is None else "haar-lstm",
-        "config": cfg.to_dict(),
-        "n_outputs": int(getattr(model, "n_outputs", N_CLASSES)),
-        "extra": extra or {},
-    }
-    return save_weights(model, meta, directory, "save_sequence_classifier")
+    return save_model(model, cfg, directory, FORMAT, "save_sequence_classifier", extra,
+                      arch="lstm" if cfg.denoise_level is None else "haar-lstm",
+                      n_outputs=int(getattr(model, "n_outputs", N_CLASSES)))
 
 
 def load_sequence_classifier(
     directory: str | Path, device: torch.device | str | None = "cpu"
 ) -> tuple[nn.Module, SequenceConfig, dict[str, Any]]:
     """Load what `save_sequence_classifier` wrote: (model in eval mode, config, meta)."""
-    meta, state = load_weights(directory, FORMAT_NAME, FORMAT_VERSION, "sequence classifier")
-    cfg = SequenceConfig.from_dict(meta["config"])
-    model = _build(cfg, meta["n_outputs"])
-    model.load_state_dict(state)
-    model.to(resolve_device(device))
-    model.eval()
-    return model, cfg, meta
+    return load_model(directory, FORMAT, SequenceConfig, lambda cfg, meta: _build(cfg, meta["n_outputs"]), device)

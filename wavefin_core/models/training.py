@@ -1,4 +1,5 @@
-"""What the model trainers share: devices, seeding, input checks, mini-batches, early stopping, and the one
+"""What the model trainers share: devices, seeding, input checks, mini-batches, early stopping, the one
+save/load pair of the model wrappers (`save_model` / `load_model`: model.safetensors + config.json), and the one
 training loop of every neural direction classifier (`TrainingConfig`, `fit_classifier`, `FitResult`) with its
 class balancing, ReduceLROnPlateau, prior matching, `count_parameters` and the `overfit_single_batch` check.
 
@@ -227,6 +228,54 @@ def load_weights(
     return meta, load_file(str(weights_path))
 
 
+@dataclass(frozen=True)
+class WeightsFormat:
+    """What a saved model's config.json says it is (`name`, `version`) and what a load error calls it (`what`)."""
+
+    name: str
+    version: int
+    what: str
+
+
+def save_model(
+    model: nn.Module,
+    cfg: Any,
+    directory: str | Path,
+    fmt: WeightsFormat,
+    caller: str,
+    extra: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Path:
+    """Save a model wrapper's weights and meta the one way they all do: `save_weights` of a meta holding
+    `format`, `format_version`, the `fields` the wrapper needs to rebuild the model (arch, shapes, ...),
+    `config` (`cfg.to_dict()`) and the caller's JSON `extra`. `caller` names the public function in errors."""
+    meta = {"format": fmt.name, "format_version": fmt.version, **fields, "config": cfg.to_dict(),
+            "extra": extra or {}}
+    return save_weights(model, meta, directory, caller)
+
+
+def load_model(
+    directory: str | Path,
+    fmt: WeightsFormat,
+    config_type: Any,
+    build: Callable[[Any, dict[str, Any]], nn.Module],
+    device: torch.device | str | None = "cpu",
+    upgrade: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Load what `save_model` wrote: (model in eval mode on `device`, config, meta).
+
+    `build(cfg, meta)` makes the untrained model from the config and the saved fields; `upgrade(state)` may
+    adapt the state dict of an older save (e.g. buffers added since) before the weights are loaded.
+    """
+    meta, state = load_weights(directory, fmt.name, fmt.version, fmt.what)
+    cfg = config_type.from_dict(meta["config"])
+    model = build(cfg, meta)
+    model.load_state_dict(upgrade(state) if upgrade is not None else state)
+    model.to(resolve_device(device))
+    model.eval()
+    return model, cfg, meta
+
+
 def refuse_non_finite_state(state: dict[str, torch.Tensor], directory: str | Path) -> None:
     """Raise NonFiniteError before a model with NaN/inf weights is written to `directory` (nothing is written)."""
     for name, tensor in state.items():
@@ -356,6 +405,16 @@ def check_labels(y: np.ndarray, n: int, name: str, n_classes: int = 2) -> np.nda
         meaning = ", ".join(f"{k} ({label})" for k, label in enumerate(CLASS_NAMES[n_classes]))
         raise DataError(f"{name} must contain direction labels {meaning} only; found {np.unique(y)[:5]}.")
     return y.astype(np.int64)
+
+
+def check_split_labels(
+    y_train: np.ndarray, y_val: np.ndarray, n_train: int, n_val: int, n_classes: int | None = None
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n_classes, y_train, y_val) for a trainer: the class count (`infer_n_classes` from the training labels
+    when None) and both splits' labels checked against it and their sample counts (`check_labels`)."""
+    n_classes = infer_n_classes(y_train, n_classes)
+    return (n_classes, check_labels(y_train, n_train, "y_train", n_classes),
+            check_labels(y_val, n_val, "y_val", n_classes))
 
 
 def class_weights(y: np.ndarray, n_classes: int = 2) -> np.ndarray:
