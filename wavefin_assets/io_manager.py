@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wavefin_core.io import atomic_path, remove_orphans
+from wavefin_core.io import StagedFile, atomic_path, publish_staged, remove_orphans
 
 if TYPE_CHECKING:
     from upath import UPath
@@ -47,6 +47,26 @@ LOCAL_PROTOCOLS = ("", "file", "local")
 def is_local(path: UPath) -> bool:
     """Whether `path` is on the local filesystem (then plain `os` calls and atomic renames work on it)."""
     return getattr(path, "protocol", "") in LOCAL_PROTOCOLS
+
+
+def _publish(staged: StagedFile, target: UPath) -> None:
+    """Move a file the asset wrote in place to `target`: a rename on local disk, else one upload (object
+    stores create an object whole), after which the local file is removed."""
+    if is_local(target):
+        publish_staged(staged, str(target))
+    else:
+        target.fs.put_file(str(staged.path), target.path)
+        staged.path.unlink()
+        staged.path = target
+
+
+def _wants_parquet_file(context: dg.InputContext) -> bool:
+    """Whether the input is annotated `pyarrow.parquet.ParquetFile`: a handle on the stored file, not its rows
+    (large outputs such as a long series' segments are read a chunk at a time)."""
+    try:
+        return context.dagster_type.typing_type is pq.ParquetFile
+    except Exception:  # noqa: BLE001 - contexts built without a type (load_asset_value, tests) load the value
+        return False
 
 
 def _with(stem: UPath, suffix: str) -> UPath:
@@ -87,7 +107,9 @@ class WavefinIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         if obj is None:
             return
-        if isinstance(obj, (pd.DataFrame, pa.Table)):
+        if isinstance(obj, StagedFile):  # a large output the asset streamed to disk itself
+            target = _with(path, obj.suffix)
+        elif isinstance(obj, (pd.DataFrame, pa.Table)):
             target = _with(path, ".parquet")
             if isinstance(obj, pd.DataFrame):
                 write = obj.to_parquet
@@ -106,10 +128,13 @@ class WavefinIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
                     sink.write(text)
         else:
             raise TypeError(
-                f"WavefinIOManager stores DataFrame, pyarrow.Table or dict outputs; asset "
-                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}."
+                f"WavefinIOManager stores DataFrame, pyarrow.Table or dict outputs (or a file written in place: "
+                f"wavefin_core.io.StagedFile); asset {context.asset_key.to_user_string()} returned "
+                f"{type(obj).__name__}."
             )
-        if is_local(target):
+        if isinstance(obj, StagedFile):
+            _publish(obj, target)
+        elif is_local(target):
             with atomic_path(str(target)) as tmp:
                 write(tmp)
         else:
@@ -133,17 +158,20 @@ class WavefinIOManager(dg.ConfigurableIOManager, dg.UPathIOManager):
             stem = next(iter(self._get_paths_for_partitions(context).values()))
         else:
             stem = self._get_path(context)
-        suffix = ".json" if isinstance(obj, dict) else ".parquet"
+        suffix = obj.suffix if isinstance(obj, StagedFile) else ".json" if isinstance(obj, dict) else ".parquet"
         return {"path": dg.MetadataValue.path(str(_with(stem, suffix)))}
 
     # -- read --------------------------------------------------------------------------------------------------
     def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
         parquet, js = _with(path, ".parquet"), _with(path, ".json")
         if parquet.exists():
+            if _wants_parquet_file(context):  # a reader that streams the file (e.g. a chunk of rows at a time)
+                return pq.ParquetFile(str(parquet), memory_map=True) if is_local(parquet) else pq.ParquetFile(
+                    parquet.open("rb"))
             if is_local(parquet):
                 source: Any = str(parquet)
                 is_pandas = pq.read_schema(source).pandas_metadata is not None
-                return pd.read_parquet(source) if is_pandas else pq.read_table(source)
+                return pd.read_parquet(source) if is_pandas else pq.read_table(source, memory_map=True)
             data = pa.BufferReader(parquet.read_bytes())
             is_pandas = pq.read_schema(data).pandas_metadata is not None
             data.seek(0)

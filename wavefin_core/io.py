@@ -10,6 +10,10 @@ destination always exists. Elsewhere (or on a filesystem without it) the old dir
 recognisable backup name (`.<name>.old-*`): if the process dies before the new one is renamed in, the next
 `atomic_directory` or `remove_orphans` call over that place renames the backup back.
 
+Outputs too large to pass around as a value (a long series' scalograms) are written in place: the writer streams
+them into a temporary file (`staged_file`) and hands over a `StagedFile`, which is renamed into its final place
+(`publish_staged`), so a reader again sees the whole file or none.
+
 Temporary names carry the writer's pid and host (`.<name>.tmp-<pid>-<host>-<random>`), so a later start can tell
 the leftovers of a killed writer (process gone) from a write still in progress, and remove only the former.
 """
@@ -109,6 +113,50 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@dataclass
+class StagedFile:
+    """A complete output file, written in place under a temporary name because the value would not fit in memory.
+
+    An asset returns it instead of the value; the IO manager moves it into the asset's place
+    (:func:`publish_staged`) and updates `path` to where it now is (so an in-process result still finds it).
+    Until then it keeps its temporary name, so if the process dies first, :func:`remove_orphans` deletes it
+    like any other interrupted write.
+    """
+
+    path: Path  # a local file; after publishing, possibly a remote UPath
+    suffix: str = ".parquet"  # the format, as the IO manager names stored files
+
+
+@contextmanager
+def staged_file(directory: str | Path, name: str) -> Iterator[Path]:
+    """Yield a temporary path for the file `name` in `directory`; removed on error, kept (still under its
+    temporary name) on success, for :func:`publish_staged`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(directory / name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def publish_staged(staged: StagedFile, target: str | Path) -> None:
+    """Move a staged file to the local `target` atomically: one rename, or across filesystems a copy to a
+    temporary sibling of `target` that is then renamed (:func:`atomic_path`). `staged.path` becomes `target`."""
+    source, target = Path(staged.path), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+        source.unlink()
+    staged.path = target
 
 
 @contextmanager

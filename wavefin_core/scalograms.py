@@ -9,20 +9,31 @@ back to returns by the least-squares inverse.
 On disk one row is one window: labels, the raw window, and the `image` as a pyarrow fixed-shape tensor
 (float32, [2, S, T]); the wavelet, scales and scaling live in the schema metadata. Reading back is a zero-copy
 `to_numpy_ndarray()`, never a per-row Python loop.
+
+A long series does not fit in memory as one table (15 million minute bars at stride 8 give ~1.9 million windows,
+~15 GB of images): `write_scalograms` reads the stored segments a chunk of windows at a time, fits the per-scale
+scaling on the training windows in a first pass, and streams each transformed chunk into the Parquet file as a
+row group, so its memory depends on the chunk size only. A series that fits in one chunk gets exactly the numbers
+of `build_scalograms`.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from wavefin_core.data.memory import check_allocation
+from wavefin_core.data.memory import check_allocation, check_disk
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.segments import Segments
+from wavefin_core.io import StagedFile
+from wavefin_core.segments import Segments, SegmentsFile
 from wavefin_core.wavelets import covering_scales, cwt, from_channels, icwt, to_channels
 
 METADATA_KEY = b"wavefin.scalograms"
@@ -32,6 +43,14 @@ METADATA_KEY = b"wavefin.scalograms"
 #: plus the Arrow copy that tracemalloc does not see.
 _BYTES_PER_COEFFICIENT = 32
 SPLITS = ("train", "val", "test")
+#: Working memory of one chunk of windows in :func:`write_scalograms` (at _BYTES_PER_COEFFICIENT): 256 MiB is
+#: 8,192 windows at the quick sizes (16 scales x 64 samples), 512 at the full ones (64 x 256).
+CHUNK_BYTES = 256 * 2**20
+#: Stored bytes of one row besides its image and window: split, series, times, target, direction (Parquet).
+_ROW_OVERHEAD_BYTES = 64
+#: Dictionary-encode only the repeated strings: tried on float columns (the default), the encoder hashes ~1 MB of
+#: values per row group before giving up, which made chunked writes 8x slower and the file 1.5x bigger.
+PARQUET_OPTIONS: dict[str, Any] = {"use_dictionary": ["series", "split"]}
 
 
 @dataclass
@@ -110,7 +129,10 @@ class ScalogramSet:
         return table.replace_schema_metadata({METADATA_KEY: json.dumps(self.metadata()).encode()})
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> ScalogramSet:
+    def from_table(cls, table: pa.Table | pq.ParquetFile | StagedFile | str | os.PathLike) -> ScalogramSet:
+        """Rebuild from :meth:`to_table` output, or from a stored file of it (a path, a ``ParquetFile``, or the
+        ``StagedFile`` the asset returns; read memory-mapped)."""
+        table = _read_table(table)
         raw = (table.schema.metadata or {}).get(METADATA_KEY)
         if raw is None:
             raise DataError("Table has no wavefin scalogram metadata; was it written by ScalogramSet.to_table?")
@@ -140,6 +162,18 @@ class ScalogramSet:
         )
 
 
+def _read_table(source: pa.Table | pq.ParquetFile | StagedFile | str | os.PathLike) -> pa.Table:
+    if isinstance(source, pa.Table):
+        return source
+    if isinstance(source, pq.ParquetFile):
+        return source.read()
+    location = source.path if isinstance(source, StagedFile) else source
+    if getattr(location, "protocol", "") in ("", "file", "local"):  # a str, a Path or a local UPath
+        return pq.read_table(str(location), memory_map=True)
+    with location.open("rb") as handle:  # a remote UPath (fsspec)
+        return pq.read_table(handle)
+
+
 def _utc_naive(column: pa.ChunkedArray) -> np.ndarray:
     return column.combine_chunks().cast(pa.timestamp("ns")).to_numpy(zero_copy_only=False)
 
@@ -151,9 +185,12 @@ def build_scalograms(
     num_scales: int | None = None,
     scales: np.ndarray | None = None,
     series: str = "series",
+    channel_scale: np.ndarray | None = None,
 ) -> ScalogramSet:
     """CWT every window of `segments`, scaled per scale with factors fitted on the training windows only.
 
+    ``channel_scale`` (S,) uses given factors instead of fitting them (:func:`write_scalograms` fits them on
+    all the training windows of a series first, then transforms it a chunk at a time).
     The memory it needs is estimated before anything is allocated (ConfigError above the limit of
     :mod:`wavefin_core.data.memory`), so ``num_scales=1e6`` is a clear refusal, not a MemoryError or a swap storm.
     """
@@ -163,19 +200,23 @@ def build_scalograms(
         check_allocation(
             f"scalograms of series {series!r}", windows * count * width * _BYTES_PER_COEFFICIENT,
             f"{windows} windows x {count} scales x {width} samples x {_BYTES_PER_COEFFICIENT} bytes",
-            "Lower scalograms.num_scales, raise segments.stride (fewer windows), or lower segments.window.",
+            "Lower scalograms.num_scales (or scalograms.chunk_windows), raise segments.stride (fewer windows), "
+            "or lower segments.window.",
         )
     if scales is None:
         scales = covering_scales(segments.window, wavelet, num=num_scales)
     scales = np.asarray(scales, dtype=np.float64)
     train = segments.mask("train")
-    if not train.any():
+    if channel_scale is None and not train.any():
         raise ConfigError(f"series {series!r} has no training windows; supply more data or lower `window`.")
-    standardized = segments.normalized().astype(np.float32)
-    coefs = cwt(standardized, scales, wavelet)  # (N, S, T) complex64
-    # RMS magnitude per scale over the training windows: a diagonal, invertible, train-only scaling.
-    channel_scale = np.sqrt(np.mean(np.abs(coefs[train]) ** 2, axis=(0, 2))).astype(np.float32)
-    channel_scale = np.where(channel_scale > 0, channel_scale, 1.0).astype(np.float32)
+    # (N, S, T) complex64; each window is transformed on its own (its coefficients do not depend on which
+    # other windows share the batch), so a chunk gives the same numbers as the whole series
+    coefs = cwt(segments.normalized().astype(np.float32), scales, wavelet)
+    if channel_scale is None:
+        # RMS magnitude per scale over the training windows: a diagonal, invertible, train-only scaling.
+        channel_scale = np.sqrt(np.mean(np.abs(coefs[train]) ** 2, axis=(0, 2))).astype(np.float32)
+        channel_scale = np.where(channel_scale > 0, channel_scale, 1.0).astype(np.float32)
+    channel_scale = np.asarray(channel_scale, dtype=np.float32)
     images = to_channels(coefs / channel_scale[:, None]).astype(np.float32)
     return ScalogramSet(
         images=images,
@@ -195,6 +236,185 @@ def build_scalograms(
         extra={"window": int(segments.window), "stride": int(segments.stride),
                "test_stride": segments.stride_of("test"), "embargo": int(segments.embargo)},
     )
+
+
+@dataclass
+class ScalogramExamples:
+    """A few windows spread over a series (rows ``linspace(0, N - 1, k)``), kept for the asset's figure."""
+
+    rows: np.ndarray  # (k,) row numbers in the stored table
+    images: np.ndarray  # (k, 2, S, T)
+    windows: np.ndarray  # (k, T)
+    split: np.ndarray  # (k,)
+
+
+@dataclass
+class ScalogramSummary:
+    """What :func:`write_scalograms` wrote: enough for the asset's metadata without reading the file back."""
+
+    path: Path
+    windows: int
+    image_shape: tuple[int, ...]
+    scales: np.ndarray
+    channel_scale: np.ndarray
+    roundtrip_error: float  # relative L2 error of returns -> image -> returns over every window
+    image_bytes: int
+    chunk_windows: int
+    chunks: int
+    schema: pa.Schema
+    examples: ScalogramExamples
+
+
+def scalogram_chunk_windows(num_scales: int, window: int, chunk_windows: int | None = None) -> int:
+    """Windows per chunk: ``chunk_windows`` (ConfigError unless an integer >= 1), else as many as fit in
+    :data:`CHUNK_BYTES` of working memory."""
+    if chunk_windows is None:
+        return max(1, CHUNK_BYTES // (int(num_scales) * int(window) * _BYTES_PER_COEFFICIENT))
+    if isinstance(chunk_windows, bool) or not isinstance(chunk_windows, (int, np.integer)) or chunk_windows < 1:
+        raise ConfigError(f"scalograms.chunk_windows={chunk_windows!r} must be an integer >= 1 (or unset: "
+                          f"as many windows as fit in {CHUNK_BYTES // 2**20} MiB).")
+    return int(chunk_windows)
+
+
+def write_scalograms(
+    source: SegmentsFile,
+    path: str | os.PathLike,
+    *,
+    wavelet: str = "cmor1.5-1.0",
+    num_scales: int | None = None,
+    scales: np.ndarray | None = None,
+    series: str = "series",
+    chunk_windows: int | None = None,
+    n_examples: int = 3,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ScalogramSummary:
+    """Scalograms of every window of a stored segments file, streamed into the Parquet file ``path``.
+
+    Memory is bounded by the chunk (``chunk_windows``, default :data:`CHUNK_BYTES` of working memory), not by
+    the series: a series whose windows fit in one chunk is transformed exactly as by :func:`build_scalograms`
+    (same numbers, one row group); a longer one in two passes: the per-scale scaling from the training windows
+    (a chunk at a time, the energy summed in float64: it differs from the one-chunk float32 mean by ~1e-7
+    relative), then every chunk transformed and written as a row group. The file reads back with
+    :meth:`ScalogramSet.from_table`. The caller owns atomicity (write to a temporary path, then rename).
+    Refuses (ConfigError) before writing when the output would not fit on the disk of ``path``.
+    ``progress(stage, done, total)`` is called after each chunk.
+    """
+    width, total = source.window, len(source)
+    if scales is None:
+        scales = covering_scales(width, wavelet, num=num_scales)
+    scales = np.asarray(scales, dtype=np.float64)
+    count = len(scales)
+    chunk = scalogram_chunk_windows(count, width, chunk_windows)
+    _check_working_memory(series, min(chunk, max(total, 1)), count, width)
+    row_bytes = 2 * count * width * 4 + width * 8 + _ROW_OVERHEAD_BYTES + len(series.encode())
+    check_disk(
+        f"scalograms of series {series!r}", total * row_bytes, Path(path).parent,
+        f"{total:,} windows x (2 x {count} scales x {width} samples x 4 bytes + the window and labels)",
+        "Raise segments.stride or segments.test_stride (fewer windows), lower scalograms.num_scales, or free "
+        "disk space (or point WAVEFIN_STORAGE at a larger disk).",
+    )
+    picks = np.unique(np.linspace(0, total - 1, min(n_examples, total)).astype(int)) if total else np.zeros(0, int)
+    if total <= chunk:
+        result = build_scalograms(source.read(), wavelet=wavelet, scales=scales, series=series)
+        table = result.to_table()
+        pq.write_table(table, path, row_group_size=max(1, total), **PARQUET_OPTIONS)
+        if progress is not None:
+            progress("transform", total, total)
+        return ScalogramSummary(
+            path=Path(path), windows=total, image_shape=tuple(result.images.shape[1:]), scales=scales,
+            channel_scale=result.channel_scale, roundtrip_error=result.roundtrip_error(),
+            image_bytes=int(result.images.nbytes), chunk_windows=chunk, chunks=1, schema=table.schema,
+            examples=ScalogramExamples(picks, result.images[picks], result.windows[picks], result.split[picks]),
+        )
+    channel_scale = train_channel_scale(source, scales, wavelet, chunk, progress)
+    error_sq = norm_sq = 0.0
+    examples: list[tuple[int, np.ndarray, np.ndarray, str]] = []
+    writer, done, chunks = None, 0, 0
+    try:
+        for segs in source.iter_chunks(chunk):
+            result = build_scalograms(segs, wavelet=wavelet, scales=scales, series=series,
+                                      channel_scale=channel_scale)
+            table = result.to_table()  # its metadata holds the series' scales and scaling, as every chunk's
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)
+            writer.write_table(table, row_group_size=chunk)
+            recon = result.to_returns(result.images)
+            error_sq += float(np.sum((recon - result.windows) ** 2))
+            norm_sq += float(np.sum(result.windows**2))
+            for row in picks[(picks >= done) & (picks < done + len(segs))]:
+                local = row - done
+                # copies: a view would keep the whole chunk alive
+                examples.append((row, result.images[local].copy(), result.windows[local].copy(), result.split[local]))
+            done += len(segs)
+            chunks += 1
+            del segs, result, table, recon  # free this chunk before the next one is read
+            if progress is not None:
+                progress("transform", done, total)
+    finally:
+        if writer is not None:
+            writer.close()
+    return ScalogramSummary(
+        path=Path(path), windows=total, image_shape=(2, count, width), scales=scales,
+        channel_scale=channel_scale, roundtrip_error=float(np.sqrt(error_sq) / max(np.sqrt(norm_sq), 1e-300)),
+        image_bytes=total * 2 * count * width * 4, chunk_windows=chunk, chunks=chunks, schema=schema,
+        examples=ScalogramExamples(
+            rows=np.array([e[0] for e in examples]), images=np.stack([e[1] for e in examples]),
+            windows=np.stack([e[2] for e in examples]), split=np.array([e[3] for e in examples]),
+        ),
+    )
+
+
+def _check_working_memory(series: str, chunk: int, count: int, width: int) -> None:
+    """Refuse (ConfigError naming the knobs) a chunk, or the inverse CWT the round-trip check needs, that
+    cannot fit in memory, before any work is done."""
+    from wavefin_core.wavelets.inverse import MAX_OPERATOR_BYTES
+
+    knobs = ("Lower scalograms.num_scales (or scalograms.chunk_windows), or lower segments.window.")
+    inverse_bytes = 2 * count * width * width * 8  # the icwt's precomputed (2 S T, T) float64 operator
+    if inverse_bytes > MAX_OPERATOR_BYTES:
+        raise ConfigError(
+            f"scalograms of series {series!r}: the inverse CWT of {count} scales x {width} samples would need "
+            f"{inverse_bytes / 2**30:.1f} GiB (more than {MAX_OPERATOR_BYTES / 2**30:.0f} GiB). {knobs}"
+        )
+    check_allocation(
+        f"scalograms of series {series!r}", chunk * count * width * _BYTES_PER_COEFFICIENT + inverse_bytes,
+        f"{chunk} windows per chunk x {count} scales x {width} samples x {_BYTES_PER_COEFFICIENT} bytes "
+        "+ the inverse CWT", knobs,
+    )
+
+
+def train_channel_scale(
+    source: SegmentsFile,
+    scales: np.ndarray,
+    wavelet: str,
+    chunk_windows: int,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> np.ndarray:
+    """The per-scale RMS magnitude over every training window of ``source``, a chunk at a time (float32, (S,)).
+
+    Training windows come first in a segments file (train, val, test order), so the pass stops at the first
+    chunk after them.
+    """
+    energy, values, seen = np.zeros(len(scales)), 0, 0
+    total_train = source.count("train")
+    if total_train == 0:
+        raise ConfigError("the segments have no training windows; supply more data or lower segments.window.")
+    for segs in source.iter_chunks(chunk_windows):
+        train = segs.mask("train")
+        if train.any():
+            coefs = cwt(segs.normalized(segs.windows[train]).astype(np.float32), scales, wavelet)
+            energy += (np.abs(coefs) ** 2).sum(axis=(0, 2), dtype=np.float64)
+            values += coefs.shape[0] * coefs.shape[2]
+            del coefs
+            seen += int(train.sum())
+            if progress is not None:
+                progress("fit scaling", seen, total_train)
+        del segs  # free this chunk before the next one is read
+        if seen >= total_train:
+            break
+    channel_scale = np.sqrt(energy / values).astype(np.float32)
+    return np.where(channel_scale > 0, channel_scale, 1.0).astype(np.float32)
 
 
 def _as_utc_naive(times: Any) -> np.ndarray:

@@ -1,17 +1,19 @@
 """Data assets, one partition per series: raw_prices → clean_prices → segments → scalograms."""
 
+import json
 from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import pyarrow.parquet as pq
 
 from wavefin_assets.metadata import figure_md, preview_md, table_metadata
 from wavefin_assets.partitions import scan_csv_series, series_partitions
 from wavefin_assets.profiles import PROFILE
 from wavefin_core.data.validate import DEFAULT_MAX_ABS_LOG_RETURN
 from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.io import StagedFile, staged_file
 from wavefin_core.preprocess import (
     check_min_rows,
     check_monotonic_unique_index,
@@ -22,10 +24,22 @@ from wavefin_core.preprocess import (
 from wavefin_core.preprocess import (
     clean_prices as clean_price_frame,
 )
-from wavefin_core.segments import MIN_WINDOW, Segments, make_segments, min_rows
+from wavefin_core.segments import (
+    MIN_WINDOW,
+    PANDAS_ATTRS_KEY,
+    SegmentsFile,
+    min_rows,
+    plan_segments,
+    write_segments,
+)
 
 if TYPE_CHECKING:  # matplotlib loads only when a step draws a figure
+    from pathlib import Path
+
+    import pyarrow as pa
     from matplotlib.figure import Figure
+
+    from wavefin_core.scalograms import ScalogramExamples
 
 DATA_GROUP = "data"
 
@@ -227,6 +241,45 @@ class SegmentsConfig(dg.Config):
     # Rows between TEST windows; None: 1 for horizon 1 (every test day is scored), else the horizon. Train and
     # val windows keep `stride`.
     test_stride: int | None = None
+    # Windows written per Parquet row group (the memory the windows take at a time); None: 32 MiB of values.
+    chunk_windows: int | None = None
+
+
+def _log_returns(clean_prices: pq.ParquetFile) -> pd.Series:
+    """The `log_return` column of stored clean prices, on its timestamp index, with the frame's attrs (the
+    winsorization record). Reading one column keeps a 15-million-row series at ~16 bytes a row."""
+    table = clean_prices.read(columns=["log_return"], use_pandas_metadata=True)  # + the index column
+    frame = table.to_pandas()
+    raw_attrs = (clean_prices.schema_arrow.metadata or {}).get(PANDAS_ATTRS_KEY)
+    returns = frame["log_return"]
+    returns.attrs = json.loads(raw_attrs) if raw_attrs else {}
+    return returns
+
+
+def _staging_dir(asset: str) -> "Path":
+    """Where a data asset streams its output before the IO manager moves it into place: the IO manager's own
+    directory on local storage (a rename then), else the local staging area of the remote root (an upload)."""
+    from wavefin_assets.resources import StorageResource, storage_root
+
+    return StorageResource(root=str(storage_root())).workdir("io", asset)
+
+
+def _file_table_metadata(schema: "pa.Schema", rows: int) -> dict:
+    """`table_metadata` of a table streamed to a file (it was never whole in memory): columns and row count."""
+    columns = [dg.TableColumn(field.name, str(field.type)) for field in schema]
+    return {"dagster/row_count": int(rows), "dagster/column_schema": dg.TableSchema(columns=columns)}
+
+
+def _chunk_logger(context: dg.AssetExecutionContext, label: str, every: float = 0.1):
+    """A `progress(stage, done, total)` callback logging about every `every` of each stage (and its end)."""
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done >= total or done / max(total, 1) >= marks.get(stage, 0.0) + every:
+            marks[stage] = done / max(total, 1)
+            context.log.info(f"{label}: {stage} {done:,}/{total:,} windows")
+
+    return progress
 
 
 @dg.asset(
@@ -236,36 +289,44 @@ class SegmentsConfig(dg.Config):
     description="Sliding windows of log-returns with next-horizon labels, split chronologically with an embargo.",
 )
 def segments(
-    context: dg.AssetExecutionContext, config: SegmentsConfig, clean_prices: pd.DataFrame
-) -> dg.Output[pd.DataFrame]:
-    fitted_rows = clean_prices.attrs.get("winsor_train_rows")
-    if fitted_rows is not None and fitted_rows > train_rows(len(clean_prices), config.train_fraction):
+    context: dg.AssetExecutionContext, config: SegmentsConfig, clean_prices: pq.ParquetFile
+) -> dg.Output[StagedFile]:
+    returns = _log_returns(clean_prices)  # the one column segments needs, not the whole OHLCV frame
+    fitted_rows = returns.attrs.get("winsor_train_rows")
+    if fitted_rows is not None and fitted_rows > train_rows(len(returns), config.train_fraction):
         raise ConfigError(
             f"clean_prices fitted its winsorization on the first {fitted_rows} rows, more than this train split "
             f"(train_fraction={config.train_fraction}) holds, so validation data shaped the bounds. Use the same "
             "train_fraction for clean_prices and segments."
         )
-    segs = make_segments(
-        clean_prices["log_return"], window=config.window, stride=config.stride, horizon=config.horizon,
+    plan = plan_segments(
+        returns, window=config.window, stride=config.stride, horizon=config.horizon,
         train_fraction=config.train_fraction, val_fraction=config.val_fraction, embargo=config.embargo,
         test_stride=config.test_stride,
     )
-    counts = segs.counts()
-    context.log.info(f"{context.partition_key}: windows per split {counts}")
-    frame = segs.to_frame()
+    counts = plan.counts()
+    series = context.partition_key
+    context.log.info(f"{series}: windows per split {counts}")
+    # The windows are streamed to Parquet a chunk at a time: a 15-million-row series has millions of them.
+    log = _chunk_logger(context, series)
+    with staged_file(_staging_dir("segments"), f"{series}.parquet") as path:
+        schema = write_segments(plan, path, chunk_windows=config.chunk_windows,
+                                progress=lambda done, total: log("write", done, total))
+    train_up = plan.target_return(0, counts["train"]) > 0
     return dg.Output(
-        frame,
+        StagedFile(path),
         metadata={
-            **table_metadata(frame),
-            "windows": len(segs.windows),
+            **_file_table_metadata(schema, len(plan)),
+            "windows": len(plan),
             **{f"{split}_windows": int(n) for split, n in counts.items()},
             "window": config.window,
-            "stride": int(segs.stride),
-            "test_stride": segs.stride_of("test"),
-            "embargo": int(segs.embargo),
-            "train_mean": float(segs.mean),
-            "train_std": float(segs.std),
-            "up_fraction_train": float(segs.direction[segs.mask("train")].mean()),
+            "stride": int(plan.stride),
+            "test_stride": int(plan.test_stride),
+            "embargo": int(plan.embargo),
+            "train_mean": float(plan.mean),
+            "train_std": float(plan.std),
+            "up_fraction_train": float(train_up.mean()),
+            "bytes": int(path.stat().st_size),
         },
     )
 
@@ -273,6 +334,9 @@ def segments(
 class ScalogramsConfig(dg.Config):
     wavelet: str = "cmor1.5-1.0"
     num_scales: int = PROFILE.num_scales
+    # Windows transformed and written at a time (memory is bounded by this, not by the series); None: as many
+    # as fit in 256 MiB of working memory (8,192 at 16 scales x 64 samples).
+    chunk_windows: int | None = None
 
 
 @dg.asset(
@@ -283,41 +347,48 @@ class ScalogramsConfig(dg.Config):
     "Parquet with a fixed-shape tensor column. Round-trips to the returns through the inverse CWT.",
 )
 def scalograms(
-    context: dg.AssetExecutionContext, config: ScalogramsConfig, segments: pd.DataFrame
-) -> dg.Output[pa.Table]:
-    segs = Segments.from_frame(segments)
-    from wavefin_core.scalograms import build_scalograms  # imports torch: only in this step, not on load
+    context: dg.AssetExecutionContext, config: ScalogramsConfig, segments: pq.ParquetFile
+) -> dg.Output[StagedFile]:
+    from wavefin_core.scalograms import write_scalograms  # imports torch: only in this step, not on load
 
-    result = build_scalograms(segs, wavelet=config.wavelet, num_scales=config.num_scales, series=context.partition_key)
-    error = result.roundtrip_error()
-    context.log.info(f"{context.partition_key}: images {result.images.shape}, icwt round-trip error {error:.2e}")
-    table = result.to_table()
+    series = context.partition_key
+    source = SegmentsFile(segments)
+    with staged_file(_staging_dir("scalograms"), f"{series}.parquet") as path:
+        summary = write_scalograms(
+            source, path, wavelet=config.wavelet, num_scales=config.num_scales, series=series,
+            chunk_windows=config.chunk_windows, progress=_chunk_logger(context, series),
+        )
+    shape = (summary.windows, *summary.image_shape)
+    context.log.info(f"{series}: images {shape} in {summary.chunks} chunk(s) of <= {summary.chunk_windows:,} "
+                     f"windows, icwt round-trip error {summary.roundtrip_error:.2e}")
     return dg.Output(
-        table,
+        StagedFile(path),
         metadata={
-            **table_metadata(table),
-            "shape": str(tuple(result.images.shape)),
+            **_file_table_metadata(summary.schema, summary.windows),
+            "shape": str(shape),
             "wavelet": config.wavelet,
-            "scales": f"{result.scales[0]:.3g} … {result.scales[-1]:.3g} ({len(result.scales)})",
-            "roundtrip_rel_error": error,
-            "bytes": int(result.images.nbytes),
-            "examples": figure_md(_scalogram_figure(result), "scalograms"),
+            "scales": f"{summary.scales[0]:.3g} … {summary.scales[-1]:.3g} ({len(summary.scales)})",
+            "roundtrip_rel_error": summary.roundtrip_error,
+            "bytes": summary.image_bytes,
+            "file_bytes": int(path.stat().st_size),
+            "chunks": summary.chunks,
+            "examples": figure_md(_scalogram_figure(summary.examples), "scalograms"),
         },
     )
 
 
-def _scalogram_figure(result: "ScalogramSet", n: int = 3) -> "Figure":  # noqa: F821 - torch stays out of loading
+def _scalogram_figure(examples: "ScalogramExamples") -> "Figure":
     from matplotlib.figure import Figure
+    n = len(examples.rows)
     fig = Figure(figsize=(3 * n, 4.5))
-    picks = np.linspace(0, len(result) - 1, n).astype(int)
-    for col, idx in enumerate(picks):
-        magnitude = np.hypot(result.images[idx, 0], result.images[idx, 1])
+    for col, row in enumerate(examples.rows):
+        magnitude = np.hypot(examples.images[col, 0], examples.images[col, 1])
         ax = fig.add_subplot(2, n, col + 1)
         ax.imshow(magnitude, aspect="auto", origin="lower", cmap="magma")
-        ax.set_title(f"{result.split[idx]} #{idx}", fontsize=8)
+        ax.set_title(f"{examples.split[col]} #{row}", fontsize=8)
         ax.set_ylabel("scale index")
         ax2 = fig.add_subplot(2, n, n + col + 1)
-        ax2.plot(result.windows[idx], lw=0.8)
+        ax2.plot(examples.windows[col], lw=0.8)
         ax2.set_xlabel("t")
     fig.tight_layout()
     return fig

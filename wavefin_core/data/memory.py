@@ -8,11 +8,17 @@ limit and what to change.
 
 The limit is ``WAVEFIN_MAX_MEMORY_GB`` when set, else half of the memory available now (``MemAvailable`` in
 ``/proc/meminfo``; 8 GiB where that file does not exist).
+
+Outputs streamed to disk a chunk at a time (a 15-million-row series' scalograms are ~30 GB) are checked the
+same way against the free disk space (:func:`check_disk`), so a run refuses up front instead of failing with
+``ENOSPC`` after an hour of work.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 from wavefin_core.errors import ConfigError
 
@@ -48,4 +54,24 @@ def check_allocation(what: str, estimate_bytes: float, formula: str, knobs: str)
         raise ConfigError(
             f"{what} would need about {estimate_bytes / 2**30:.1f} GiB ({formula}), more than the "
             f"{limit / 2**30:.1f} GiB allowed (half the available memory, or ${MEMORY_ENV}). {knobs}"
+        )
+
+
+#: Free space a disk keeps after a streamed output: the rest of the pipeline (and the OS) still has to write.
+DISK_RESERVE_BYTES = 2**30
+
+
+def check_disk(what: str, estimate_bytes: float, directory: str | os.PathLike, formula: str, knobs: str) -> None:
+    """Raise ConfigError if ``estimate_bytes`` (plus a 1 GiB reserve) exceeds the free space under ``directory``.
+
+    ``directory`` (or its nearest existing parent) is where the output will be written.
+    """
+    place = Path(directory)
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    if estimate_bytes + DISK_RESERVE_BYTES > free:
+        raise ConfigError(
+            f"{what} would need about {estimate_bytes / 2**30:.1f} GiB on disk ({formula}), but {place} has only "
+            f"{free / 2**30:.1f} GiB free (and keeps {DISK_RESERVE_BYTES / 2**30:.0f} GiB in reserve). {knobs}"
         )
