@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
@@ -31,6 +32,9 @@ from dagster._core.launcher import DefaultRunLauncher
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, RunsFilter
 
 from wavefin_core.io import process_alive, remove_orphans
+
+if TYPE_CHECKING:
+    from upath import UPath
 
 GPU_POOL = "gpu"
 GPU_POOL_LIMIT = 1  # DESIGN: one GPU step at a time per instance
@@ -243,20 +247,32 @@ def announce_blocked_steps(instance: dg.DagsterInstance, pool: str = GPU_POOL) -
     return told
 
 
-def prepare_instance(instance: dg.DagsterInstance, storage_root: Path, log: Callable[[str], None] = print) -> None:
-    """Everything a start does before running anything: pool limit, crashed runs, leftovers of killed writes."""
+def prepare_instance(instance: dg.DagsterInstance, storage_root: Path | UPath,
+                     log: Callable[[str], None] = print) -> None:
+    """Everything a start does before running anything: pool limit, crashed runs, leftovers of killed writes.
+
+    Leftovers exist on local disk only: under the storage root's io/, models/ and reports/ when it is local; with
+    a remote root (whose objects are written whole), in the local staging area.
+    """
+    from wavefin_assets.resources import as_upath, local_root
+
     configure_pools(instance)
     recover_crashed_runs(instance, log)
-    for sub in ("io", "models", "reports"):
-        for path in remove_orphans(storage_root / sub):
+    root = as_upath(storage_root)
+    if getattr(root, "protocol", "") in ("", "file", "local"):
+        places = [Path(root) / sub for sub in ("io", "models", "reports")]
+    else:
+        places = [local_root() / "staging"]
+    for place in places:
+        for path in remove_orphans(place):
             log(f"Cleaned up after an interrupted write: {path}")
 
 
 def main() -> int:
     """`python -m wavefin_assets.recovery`: the start-up checks alone (the Makefile runs it before the UI)."""
-    from wavefin_assets.resources import default_mlflow, storage_root
+    from wavefin_assets.resources import default_mlflow, local_root, storage_root
 
-    os.environ.setdefault("DAGSTER_HOME", str(storage_root() / "dagster_home"))
+    os.environ.setdefault("DAGSTER_HOME", str(local_root() / "dagster_home"))  # a local sqlite store
     write_instance_config(os.environ["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
         prepare_instance(instance, storage_root())

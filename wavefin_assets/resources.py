@@ -64,18 +64,23 @@ class StorageResource(dg.ConfigurableResource):
     `root` is a local path or an fsspec URL; every location goes through `path()` (a UPath). Writers that need
     a local directory (diffusers `save_pretrained`, matplotlib, the report writers) write into `workdir()` and
     hand it to `publish()`, which uploads it when the root is remote and does nothing when it is local (there
-    `workdir()` already is the destination). Readers of a stored directory call `fetch()`, which returns it
-    as is when local and downloads it to the local staging area when remote.
+    `workdir()` already is the destination). Readers of a stored file or directory call `fetch()`, which returns
+    it as is when local and a local copy (under the staging area) when remote.
+
+    With a remote root, the local side (staging copies, training checkpoints) lives under `staging_root()`:
+    `$WAVEFIN_LOCAL_STORAGE/staging` (default `./storage/staging`), and nothing else is written locally.
     """
 
     root: str = "storage"
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Clean up what killed writes left under models/ and reports/ before this run writes there."""
-        if not self.is_local:
-            return  # remote writes are single puts (see wavefin_assets.io_manager): nothing torn to clean up
-        for sub in ("models", "reports"):
-            for path in remove_orphans(Path(self.path()) / sub):
+        """Clean up what killed writes left on local disk before this run writes there."""
+        if self.is_local:
+            places = [Path(self.path()) / sub for sub in ("models", "reports")]
+        else:  # remote writes are whole objects (see `publish`); only the local staging copies can be torn
+            places = [self.staging_root()]
+        for place in places:
+            for path in remove_orphans(place):
                 if context.log is not None:
                     context.log.info(f"Cleaned up after an interrupted write: {path}")
 
@@ -90,48 +95,151 @@ class StorageResource(dg.ConfigurableResource):
             target.mkdir(parents=True, exist_ok=True)
         return target
 
+    def location(self, *parts: str) -> str:
+        """`root/parts` as a string for manifests and metadata (a local path, or a URL); creates nothing."""
+        return str(as_upath(self.root).joinpath(*parts))
+
+    def staging_root(self) -> Path:
+        """The local directory that mirrors a remote root (`<local storage>/staging/<protocol>/<bucket/prefix>`)."""
+        return _staging(str(as_upath(self.root)))
+
     def workdir(self, *parts: str) -> Path:
-        """A local directory to write `root/parts` into: the destination itself on local disk, else a staging
-        directory under `local_root()/staging` that `publish(*parts)` uploads."""
+        """A local directory to write `root/parts` into: the destination itself on local disk, else its mirror
+        under `staging_root()` that `publish(*parts)` uploads."""
         if self.is_local:
             return Path(self.path(*parts))
-        staging = local_root() / "staging" / _remote_key(self.root) / Path(*parts)
+        staging = self.staging_root().joinpath(*parts)
         staging.mkdir(parents=True, exist_ok=True)
         return staging
 
     def publish(self, *parts: str) -> UPath:
-        """Upload `workdir(*parts)` to `path(*parts)` when the root is remote (file by file: each object is
-        written whole); a no-op on local disk. Returns the destination."""
+        """Upload `workdir(*parts)` to `path(*parts)` when the root is remote; a no-op on local disk.
+
+        Each file becomes one object, streamed and created whole when its upload completes (object stores never
+        show a partial object). A `manifest.json` goes last, so a stored model version that has its manifest
+        has all its files. Returns the destination.
+        """
         target = self.path(*parts)
         if self.is_local:
             return target
         local = self.workdir(*parts)
-        for file in sorted(p for p in local.rglob("*") if p.is_file()):
-            (target / file.relative_to(local).as_posix()).write_bytes(file.read_bytes())
+        files = sorted((p for p in local.rglob("*") if p.is_file() and not _is_temporary(p, local)),
+                       key=lambda p: (p.name == MANIFEST_NAME, p.as_posix()))
+        for file in files:
+            _copy_file(file, target / file.relative_to(local).as_posix())
         return target
 
     def fetch(self, location: str) -> Path:
-        """A local copy of a stored file or directory (`location` as `path()` gave it): itself when local."""
+        """A local copy of a stored file or directory (`location` as `location()`/`path()` gave it).
+
+        Local storage: the path itself. Remote: downloaded under `staging_root()`, atomically (a reader never
+        sees a half-downloaded copy); a directory whose local copy has the same `manifest.json` is not
+        downloaded again (model versions never change once published).
+        """
+        from wavefin_core.io import atomic_directory, atomic_path
+
         source = as_upath(location)
         if _is_local(source):
             return Path(source)
-        local = local_root() / "staging" / _remote_key(str(source))
-        if source.is_dir():
+        local = _staging(str(source))
+        if not source.exists():
+            raise FileNotFoundError(f"{source} does not exist in storage {self.root}; materialize the asset that "
+                                    "writes it again.")
+        if not source.is_dir():
+            with atomic_path(local) as tmp:
+                _copy_file(source, tmp)
+            return local
+        manifest = source / MANIFEST_NAME
+        if (local / MANIFEST_NAME).is_file() and manifest.exists() and \
+                (local / MANIFEST_NAME).read_bytes() == manifest.read_bytes():
+            return local  # this version is already here
+        with atomic_directory(local) as tmp:
             for file in source.rglob("*"):
                 if file.is_file():
-                    copy = local / file.relative_to(source).as_posix()
-                    copy.parent.mkdir(parents=True, exist_ok=True)
-                    copy.write_bytes(file.read_bytes())
-        else:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(source.read_bytes())
+                    _copy_file(file, tmp / file.relative_to(source).as_posix())
         return local
+
+    def prune_versions(self, parts: tuple[str, ...], keep: int, current: str) -> list[str]:
+        """Delete all but the `keep` newest model versions under `root/parts` (a remote root; the local case is
+        `wavefin_core.models.versions.prune_versions`). `current` (a version name) is always kept.
+
+        Versions are ordered by when their manifest was stored. A version without a manifest is an upload in
+        progress, or one a killed process left; it is deleted only once a day old. Returns the deleted locations.
+        """
+        import time
+
+        from wavefin_core.io import ORPHAN_MIN_AGE_S
+
+        root = self.path(*parts)
+        if not root.exists():
+            return []
+        stamped, unfinished = [], []
+        for version in root.iterdir():
+            if not version.is_dir() or version.name == current or version.name.startswith("."):
+                continue
+            manifest = version / MANIFEST_NAME
+            if manifest.exists():
+                stamped.append((_modified(manifest), version))
+            elif all(time.time() - _modified(f) >= ORPHAN_MIN_AGE_S for f in version.rglob("*") if f.is_file()):
+                unfinished.append(version)
+        stamped.sort(key=lambda item: item[0], reverse=True)
+        doomed = [version for _, version in stamped[keep - 1 :]] + unfinished
+        for version in doomed:
+            version.fs.rm(version.path, recursive=True)
+        return [str(version) for version in doomed]
+
+
+MANIFEST_NAME = "manifest.json"  # wavefin_core.models.versions.MANIFEST_FILE (not imported: it loads torch)
+
+
+def _is_temporary(path: Path, below: Path) -> bool:
+    """A temporary file or directory of a write in progress (`.name.tmp-*`, `wavefin_core.io`), never uploaded."""
+    from wavefin_core.io import BACKUP_MARK, TEMP_MARK
+
+    return any(part.startswith(".") and (TEMP_MARK in part or BACKUP_MARK in part)
+               for part in path.relative_to(below).parts)
+
+
+def _copy_file(source: Any, target: Any) -> None:
+    """Stream one file between any two (U)Paths; on an object store the object appears when the copy closes."""
+    import shutil
+
+    if getattr(target, "protocol", "") in ("", "file", "local"):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as reader, target.open("wb") as writer:
+        shutil.copyfileobj(reader, writer, length=16 * 1024 * 1024)
+
+
+def _modified(path: UPath) -> float:
+    """When an object was last written (Unix time), from what its filesystem reports (S3 `LastModified`, GCS
+    `updated`, memory `created`, local `mtime`); 0 when it reports nothing."""
+    from datetime import datetime
+
+    info = path.fs.info(path.path)
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created", "time"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)) and value:
+            return float(value)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
 
 
 def _remote_key(url: str) -> str:
     """A file-name-safe local mirror path for a remote URL (`s3://b/p` -> `s3/b/p`)."""
     protocol, _, rest = url.partition("://")
     return f"{protocol}/{rest.strip('/')}"
+
+
+def _staging(url: str) -> Path:
+    """The local mirror of a remote URL: `$WAVEFIN_LOCAL_STORAGE/staging/<protocol>/<bucket/prefix>`."""
+    local = Path(os.environ.get("WAVEFIN_LOCAL_STORAGE", "storage")).resolve()
+    return local / "staging" / _remote_key(url)
 
 
 class DeviceResource(dg.ConfigurableResource):

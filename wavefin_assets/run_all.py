@@ -18,7 +18,7 @@ processes fork from servers that imported the definitions once (`forkserver` wit
 handling described above.
 
 Options (for trying things on a small scale): `--series mjd,sp500` limits the partitions, `--models-only` skips
-the data assets, `--assets diffusion_model` materializes only those model assets, and `--config FILE` adds
+the data assets, `--data-only` skips the models and reports, `--assets diffusion_model` materializes only those model assets, and `--config FILE` adds
 Dagster run config (YAML, `ops:` of either job) on top of the profile.
 """
 
@@ -59,9 +59,10 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    from wavefin_assets.resources import default_mlflow, storage_root
+    from wavefin_assets.resources import default_mlflow, local_root, storage_root
 
-    os.environ.setdefault("DAGSTER_HOME", str(storage_root() / "dagster_home"))
+    # Dagster's instance is a local sqlite store: on local disk even when WAVEFIN_STORAGE is a URL.
+    os.environ.setdefault("DAGSTER_HOME", str(local_root() / "dagster_home"))
     write_instance_config(os.environ["DAGSTER_HOME"])
     from wavefin_assets.definitions import build_defs
     from wavefin_assets.partitions import scan_csv_series, series_partition_keys
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 _say(f"registered series partitions {added}")
             refused = {key: why for key, why in scan_csv_series().refused.items() if key in keys}
             return _run(defs, instance, keys, user_config, started, args.models_only, args.assets,
-                        parallel=args.parallel, refused=refused)
+                        parallel=args.parallel, refused=refused, data_only=args.data_only)
         except KeyboardInterrupt:
             print("\nInterrupted: stopped; the interrupted run is marked failed (or canceled), its pool slots are free. "
                   "Rerun `make run` to go on.", file=sys.stderr, flush=True)
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(
     defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[str], user_config: dict, started: float,
     models_only: bool = False, assets: list[str] | None = None, parallel: int = 1,
-    refused: Mapping[str, str] | None = None,
+    refused: Mapping[str, str] | None = None, data_only: bool = False,
 ) -> int:
     from wavefin_assets.resources import storage_root
 
@@ -135,6 +136,11 @@ def _run(
     if len(failed) == len(keys):
         print("No series could be processed; nothing to train on.", file=sys.stderr)
         return 1
+    if data_only:
+        print(f"\nFinished the data assets in {time.perf_counter() - started:.1f}s (--data-only: no models).")
+        if failed:
+            print(f"Series that failed: {failed}", file=sys.stderr)
+        return 1 if failed else 0
 
     t0 = time.perf_counter()
     retrain = defs.resolve_job_def("retrain")
@@ -433,6 +439,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="comma-separated series partitions to process (default: all)")
     parser.add_argument("--models-only", action="store_true",
                         help="skip the data assets; train on the series already materialized")
+    parser.add_argument("--data-only", action="store_true",
+                        help="materialize the data assets of the series only (no models or reports)")
     parser.add_argument("--assets", type=lambda s: [x for x in s.split(",") if x],
                         help="comma-separated model assets to materialize (default: all of the model job)")
     parser.add_argument("--config", type=Path, help="YAML file of Dagster run config (`ops:` of either job)")

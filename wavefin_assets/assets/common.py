@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -109,25 +110,68 @@ def model_version(storage, asset: str, context: dg.AssetExecutionContext):
 
     A local directory (`StorageResource.workdir`): diffusers and torch write local files. On local storage it is
     the stored location itself; with a remote storage root it is the local staging copy that
-    `storage.publish("models", asset, <run id>)` uploads.
+    `publish_model_version` uploads. Manifests name `stored_location(storage, model_dir)`, never the staging copy.
     """
     from wavefin_core.models.versions import version_dir
 
     return version_dir(storage.workdir("models", asset), context.run_id)
 
 
+def stored_location(storage, local: Path | str) -> str:
+    """Where a file or directory under `storage.workdir(...)` is stored: itself on local storage, else its URL
+    (`s3://bucket/prefix/models/forecasters/<run id>/predictions.parquet`). What manifests and outputs name."""
+    if storage.is_local:
+        return str(local)
+    return storage.location(*Path(local).relative_to(storage.staging_root()).parts)
+
+
+def publish_model_version(context: dg.AssetExecutionContext, storage, current: Path, keep: int) -> str:
+    """Store the model version just written in `current` (`model_version`) and prune old versions; returns its
+    stored location.
+
+    On local storage the version already is in place: only pruning. With a remote root the staging directory is
+    uploaded (its manifest last) and old versions are pruned both remotely and in the staging area.
+    """
+    parts = Path(current).relative_to(storage.workdir()).parts if not storage.is_local else ()
+    if parts:
+        storage.publish(*parts)
+        for old in storage.prune_versions(parts[:-1], keep, current=parts[-1]):
+            context.log.info(f"deleted old model version {old} (keep_versions={keep})")
+    prune_model_versions(context, current, keep)
+    return stored_location(storage, current)
+
+
+def local_model_dir(storage, location: str) -> Path:
+    """A local directory holding the stored model version at `location` (a manifest's `path`): the directory
+    itself on local storage, else a local copy (downloaded once per version)."""
+    return storage.fetch(location)
+
+
+def local_manifest_dir(storage, location: str) -> Path:
+    """A local directory holding just the `manifest.json` of the stored model version at `location` (reading
+    the manifest of a remote version without downloading its weights)."""
+    if storage.is_local:
+        return Path(location)
+    from upath import UPath
+
+    return storage.fetch(str(UPath(location) / "manifest.json")).parent
+
+
 def checkpointing(storage, asset: str, every: int, context: dg.AssetExecutionContext):
-    """Training checkpoints of `asset` under `checkpoints/<asset>/`, every `every` steps, logged to Dagster."""
+    """Training checkpoints of `asset` under `checkpoints/<asset>/`, every `every` steps, logged to Dagster.
+
+    Always on local disk (with a remote storage root, in the staging area): resuming needs this machine's files.
+    """
     from wavefin_core.models.checkpoint import Checkpointing
 
-    return Checkpointing(storage.workdir("checkpoints", asset), every, log=context.log.info)  # local: resumes here
+    return Checkpointing(storage.workdir("checkpoints", asset), every, log=context.log.info)
 
 
 def prune_model_versions(context: dg.AssetExecutionContext, current, keep: int) -> None:
-    """Keep the `keep` newest versions next to `current` (the one just written), logging what is deleted."""
+    """Keep the `keep` newest local versions next to `current` (the one just written), logging what is deleted."""
     from wavefin_core.models.versions import prune_versions
 
-    for old in prune_versions(current.parent, keep, current):
+    for old in prune_versions(Path(current).parent, keep, current):
         context.log.info(f"deleted old model version {old} (keep_versions={keep})")
 
 
@@ -136,11 +180,18 @@ def manifest_of_this_run(context: dg.AssetExecutionContext, manifest: dict) -> d
 
     The IO manager keeps one (the latest) manifest per asset, so when another run trains the same model between
     this run's training and sampling steps, the loaded manifest would name that run's weights. Each model
-    version directory holds its own manifest, so this run's is found by its run id.
+    version directory holds its own manifest, so this run's is found by its run id (on any storage: `path` is a
+    local path or a URL).
     """
-    from pathlib import Path
+    import json
 
-    from wavefin_core.models.versions import read_manifest
+    from wavefin_assets.resources import as_upath
+    from wavefin_core.errors import DataError
 
-    own = read_manifest(Path(manifest["path"]).parent / context.run_id)
-    return own if own is not None else manifest
+    own = as_upath(manifest["path"]).parent / context.run_id / "manifest.json"
+    if not own.is_file():
+        return manifest
+    try:
+        return json.loads(own.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{own} is not valid JSON ({exc}); delete that model version and retrain it.") from exc
