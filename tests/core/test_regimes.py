@@ -1,0 +1,161 @@
+"""Volatility-regime conditioning (issue 8): train-only buckets, sampled frequencies, save/load, projection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.models import (
+    DiffusionConfig,
+    load_diffusion,
+    sample_diffusion,
+    save_diffusion,
+    train_diffusion,
+)
+from wavefin_core.models.regimes import (
+    VolRegimes,
+    class_labels,
+    encode_training_windows,
+    realized_volatility,
+    regimes_from_meta,
+    sampling_plan,
+)
+from wavefin_core.wavelets.representations import make_representation
+
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/core/conftest.py
+
+WINDOW = 16
+
+
+def clustered_windows(n: int, seed: int, vol_range: tuple[float, float] = (1e-3, 3e-2)) -> np.ndarray:
+    """Windows whose volatility varies 30x between windows (log-uniform), Student-t(4) inside each."""
+    rng = np.random.default_rng(seed)
+    vols = np.exp(rng.uniform(*np.log(vol_range), size=(n, 1)))
+    return vols * rng.standard_t(4, size=(n, WINDOW)) / np.sqrt(2.0)
+
+
+def test_realized_volatility_is_the_rms_per_window():
+    windows = np.array([[1.0, -1.0, 1.0, -1.0], [0.0, 0.0, 0.0, 2.0]])
+    np.testing.assert_allclose(realized_volatility(windows), [1.0, 1.0])
+
+
+def test_buckets_come_from_the_train_windows_only():
+    train, test = clustered_windows(400, 0), clustered_windows(200, 1, vol_range=(1e-4, 1.0))
+    regimes = VolRegimes.fit(train, 4)
+    vols = realized_volatility(train)
+    np.testing.assert_allclose(regimes.edges, np.quantile(vols, [0.25, 0.5, 0.75]))
+    np.testing.assert_allclose(regimes.frequencies, 0.25)  # quantile edges: a quarter of the train windows each
+    # Test windows are assigned with the train edges; fitting on train + test would move them (the test can fail).
+    assert not np.allclose(VolRegimes.fit(np.concatenate([train, test]), 4).edges, regimes.edges)
+    test_vols = realized_volatility(test)
+    buckets = regimes.buckets_of(test)
+    assert (buckets[test_vols < vols.min()] == 0).all() and (buckets[test_vols > vols.max()] == 3).all()
+    # encode_training_windows fits one set of regimes per series on the windows it is given, labels series-major
+    reps = {name: make_representation("haar", WINDOW) for name in ("a", "b")}
+    images, labels, fitted = encode_training_windows({"a": train, "b": 10 * train}, reps, 4)
+    assert images.shape == (800, *reps["a"].image_shape)
+    np.testing.assert_array_equal(labels, np.concatenate([regimes.buckets_of(train), 4 + regimes.buckets_of(train)]))
+    np.testing.assert_allclose(fitted["b"].edges, 10 * regimes.edges)
+
+
+def test_sampled_buckets_follow_the_train_frequencies_and_scales_come_from_their_bucket():
+    from scipy.stats import chisquare
+
+    train = clustered_windows(300, 2)
+    train[:60] = 1e-3 * np.random.default_rng(3).standard_normal((60, WINDOW))  # a crowd of calm windows
+    regimes = VolRegimes.fit(train, 8, "window")
+    n = 4000
+    buckets, scales = regimes.draw(n, seed=0)
+    counts = np.bincount(buckets, minlength=8)
+    # A multinomial draw: a chi-square goodness-of-fit test at the 0.1% level (fixed seed, so it cannot flake).
+    assert chisquare(counts, n * regimes.frequencies).pvalue > 1e-3, (counts, n * regimes.frequencies)
+    # Each scale is an empirical draw from its bucket's train volatilities: inside that bucket's edges.
+    lower = np.concatenate([[0.0], regimes.edges])[buckets]
+    upper = np.concatenate([regimes.edges, [np.inf]])[buckets]
+    assert ((scales >= lower) & (scales <= upper)).all()
+    same = regimes.draw(n, seed=0)
+    np.testing.assert_array_equal(same[0], buckets)  # the very same seeded draw
+    labels, plan_scales = sampling_plan(regimes, 1, 10, seed=5)
+    np.testing.assert_array_equal(labels, class_labels(1, regimes.draw(10, 5)[0], 8))
+    np.testing.assert_array_equal(labels // 8, 1)
+    # normalisation: windows divided by their own volatility have RMS 1; by their bucket's median, not exactly
+    prepared, _ = regimes.prepare(train)
+    np.testing.assert_allclose(realized_volatility(prepared), 1.0, rtol=1e-12)
+    off = VolRegimes.fit(train, 0)
+    np.testing.assert_array_equal(off.prepare(train)[0], train)
+    assert (off.draw(5, 0)[1] == 1.0).all() and (sampling_plan(off, 2, 5, 0)[0] == 2).all()
+
+
+# One tiny model with the lever on: two toy series whose windows switch between a calm and a wild regime.
+LEVER = {"block_out_channels": (8, 16), "batch_size": 16, "epochs": 1000, "learning_rate": 3e-3, "max_steps": 40,
+         "conditioning": "class", "prediction_type": "v_prediction", "warmup_steps": 5, "lr_schedule": "cosine",
+         "ema_decay": 0.9, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def conditioned():
+    windows = {"calm": clustered_windows(64, 4, (1e-3, 1e-2)), "wild": clustered_windows(64, 5, (1e-2, 1e-1))}
+    reps = {name: make_representation("haar", WINDOW) for name in windows}
+    images, labels, regimes = encode_training_windows(windows, reps, 2, "window")
+    result = train_diffusion(images, DiffusionConfig(**LEVER), "cpu", labels=labels, num_classes=4)
+    return result, reps, regimes
+
+
+def test_a_conditioned_model_round_trips_with_its_regimes(conditioned, tmp_path):
+    result, reps, regimes = conditioned
+    assert result.sampling_model.config.num_class_embeds == 4  # 2 series x 2 buckets
+    target = tmp_path / "model"
+    save_diffusion(result, target, series=list(reps), representations={n: r.to_dict() for n, r in reps.items()},
+                   regimes={n: r.to_dict() for n, r in regimes.items()})
+    model, scheduler, meta = load_diffusion(target)
+    for index, name in enumerate(reps):
+        loaded = regimes_from_meta(meta, name)
+        assert loaded.to_dict() == regimes[name].to_dict()
+        # Same weights, seed, batch and threads: the very same computation, so bit for bit.
+        labels, scales = sampling_plan(loaded, index, 6, seed=index)
+        again = sampling_plan(regimes[name], index, 6, seed=index)
+        np.testing.assert_array_equal(labels, again[0])
+        np.testing.assert_array_equal(scales, again[1])
+        kwargs = {"num_inference_steps": 3, "class_labels": labels, "sampler": "dpmsolver", "seed": index}
+        np.testing.assert_array_equal(
+            sample_diffusion(model, meta["sample_shape"], 6, train_scheduler=scheduler, **kwargs),
+            sample_diffusion(result.ema_model, result.sample_shape, 6, train_scheduler=result.scheduler, **kwargs))
+    with pytest.raises(ConfigError, match="2 series with 1 volatility bucket"):
+        save_diffusion(result, tmp_path / "other", series=list(reps))  # the regimes are part of the label space
+    meta_path = target / "wavefin.json"
+    broken = json.loads(meta_path.read_text())
+    broken["regimes"]["calm"]["frequencies"] = [0.5]
+    with pytest.raises(DataError, match="frequencies"):
+        regimes_from_meta(broken, "calm")
+    assert regimes_from_meta({"regimes": {}}, "calm").k == 0  # a model without regimes: the lever is off
+
+
+def test_projection_stays_exact_with_the_lever_on(conditioned):
+    result, reps, regimes = conditioned
+    labels, scales = sampling_plan(regimes["wild"], 1, 12, seed=0)
+    images = sample_diffusion(result.sampling_model, result.sample_shape, 12, sampler="dpmsolver",
+                              num_inference_steps=6, train_scheduler=result.scheduler, class_labels=labels,
+                              project=reps["wild"].project, batch_size=8)
+    returns, residual = reps["wild"].decode(images)
+    # float32 sampling, projection in float32, checked in float64: rounding is ~1e-7. Each image is the image of
+    # its decoded (normalised) window, up to the float32 rounding of encoding; the scale then multiplies the
+    # window (linear), so the rescaled window is realizable too.
+    assert residual.max() < 1e-5
+    np.testing.assert_allclose(reps["wild"].encode(returns), images, atol=1e-5 * float(np.abs(images).max()))
+    assert np.isfinite(returns * scales[:, None]).all() and (scales > 0).all()
+
+
+def test_bad_regime_settings_name_the_field_and_the_fix():
+    with pytest.raises(ConfigError, match="vol_buckets=1 must be 0 .off. or an integer in 2"):
+        VolRegimes.fit(clustered_windows(10, 0), 1)
+    with pytest.raises(ConfigError, match="vol_normalize='scale'"):
+        VolRegimes.fit(clustered_windows(10, 0), 4, "scale")
+    with pytest.raises(ConfigError, match="needs volatility buckets"):
+        VolRegimes.fit(clustered_windows(10, 0), 0, "window")
+    with pytest.raises(DataError, match="row 3 has a non-finite value"):
+        VolRegimes.fit(np.where(np.arange(10)[:, None] == 3, np.nan, clustered_windows(10, 0)), 4)
+    with pytest.raises(DataError, match="volatility regimes dict is not"):
+        VolRegimes.from_dict({"format": "something else"})
