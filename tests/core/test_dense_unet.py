@@ -184,3 +184,82 @@ def test_volume_pairs_refuse_unusable_volume() -> None:
         build_volume_pairs(segments, volume.iloc[100:], source="mjd")
     with pytest.raises(ConfigError, match="input_mode"):
         build_volume_pairs(segments, volume, input_mode="phase")
+
+
+class Interrupt(Exception):
+    """Stands for a crash (kill) of the training process in the resume test."""
+
+
+@pytest.mark.parametrize("every", [3, 5], ids=["mid-epoch", "epoch-end"])
+def test_training_killed_and_resumed_equals_an_uninterrupted_run(every: int, tmp_path) -> None:
+    """5 steps per epoch: every=3 resumes in the middle of epoch 2, every=5 just before its validation."""
+    from wavefin_core.models.checkpoint import Checkpointing
+
+    (x_train, y_train), (x_val, y_val) = planted_pairs(40, 3), planted_pairs(16, 4)
+    cfg = DenseUNetConfig(**{**TINY, "batch_size": 8, "patience": 10}, epochs=4, seed=1)
+
+    def train(checkpointing=None, progress=None):
+        return train_dense_unet(x_train, y_train, x_val, y_val, cfg, "cpu", progress, checkpointing)
+
+    def killed_after_epoch_2(epoch, total, row):
+        if epoch == 2:
+            raise Interrupt
+
+    uninterrupted = train()
+    logs: list[str] = []
+    checkpointing = Checkpointing(tmp_path, every, log=logs.append)
+    with pytest.raises(Interrupt):
+        train(checkpointing, killed_after_epoch_2)
+    resumed = train(checkpointing)
+    assert logs == [f"resuming from step {9 if every == 3 else 10} (checkpoint {checkpointing.bound[0]})"]
+    # The resumed run replays the very same operations (same process, one thread): exact equality.
+    assert resumed.history == uninterrupted.history and resumed.best_epoch == uninterrupted.best_epoch
+    for (name, a), b in zip(resumed.model.state_dict().items(), uninterrupted.model.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    # A finished training leaves a final checkpoint: training again returns the same model at once.
+    calls: list[tuple] = []
+    again = train(checkpointing, lambda *args: calls.append(args))
+    assert not calls and again.train_seconds == 0.0 and again.history == uninterrupted.history
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                 uninterrupted.model.state_dict().values(), strict=True))
+    checkpointing.clear()
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("mode", ["magnitude", "real_imag"])
+def test_pairs_from_stored_scalograms_equal_the_pairs_from_segments(mode: str) -> None:
+    """What the forecasters asset builds from the `scalograms` asset is what build_volume_pairs builds."""
+    from wavefin_core.evaluation.volume import volume_pairs_from_scalograms
+    from wavefin_core.scalograms import build_scalograms
+
+    segments, volume = mjd_segments_and_volume()
+    direct = build_volume_pairs(segments, volume, input_mode=mode, num_scales=8, source="mjd")
+    stored = volume_pairs_from_scalograms(build_scalograms(segments, num_scales=8, series="mjd"), volume,
+                                          input_mode=mode)
+    # Targets: the very same computation on the same volume windows.
+    np.testing.assert_array_equal(stored.y, direct.y)
+    np.testing.assert_array_equal(stored.split, direct.split)
+    assert (stored.log_volume_mean, stored.log_volume_std) == (direct.log_volume_mean, direct.log_volume_std)
+    # Inputs: the training RMS is summed in float32 there and float64 here, and the magnitude is taken before
+    # (np.abs of complex64) or after (np.hypot) the float32 channel split: float32 rounding only.
+    np.testing.assert_allclose(stored.x, direct.x, rtol=1e-5, atol=1e-6)
+    thinned = stored.thinned("test", 4)
+    assert len(thinned.arrays("test")[0]) == len(range(0, int((stored.split == "test").sum()), 4))
+    assert len(thinned.arrays("train")[0]) == len(stored.arrays("train")[0])
+    with pytest.raises(DataError, match="not all in the volume series"):
+        volume_pairs_from_scalograms(build_scalograms(segments, num_scales=8), volume.iloc[200:])
+    with pytest.raises(DataError, match="volume is constant"):
+        volume_pairs_from_scalograms(build_scalograms(segments, num_scales=8), volume * 0.0)
+
+
+def test_volume_example_figure_is_a_small_png(tmp_path) -> None:
+    from wavefin_core.evaluation.plots import save_figure
+    from wavefin_core.evaluation.volume import plot_volume_example
+
+    image = np.random.default_rng(0).random((8, 16))
+    fig = plot_volume_example({"true": image, "dense_unet": image * 0.9, "per_scale_linear": image * 1.1}, "mjd")
+    path = save_figure(fig, tmp_path / "volume.png", dpi=60)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 60_000
+    with pytest.raises(DataError, match="one shape"):
+        plot_volume_example({"true": image, "dense_unet": image[:4]})

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +32,9 @@ from wavefin_core.data.memory import check_allocation
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.segments import Segments
 from wavefin_core.wavelets import covering_scales, cwt, to_channels
+
+if TYPE_CHECKING:  # the scalograms module imports torch; this one stays numpy-only
+    from wavefin_core.scalograms import ScalogramSet
 
 INPUT_MODES = ("magnitude", "real_imag")
 #: Bytes per (window, scale, sample) while building the pairs: two complex64 CWTs (16), their magnitudes and
@@ -69,6 +72,23 @@ class VolumePairs:
         mask = self.split == split
         return self.x[mask], self.y[mask]
 
+    def thinned(self, split: str, every: int) -> VolumePairs:
+        """These pairs with only every `every`-th window of `split` kept (the other splits unchanged).
+
+        Why: test windows come at stride 1 for the direction task, and consecutive windows' images overlap in all
+        but one column; scoring an image translation on every `every`-th of them costs `every` times less
+        prediction for nearly the same information.
+        """
+        if split not in ("train", "val", "test"):
+            raise ConfigError(f"split={split!r} must be 'train', 'val' or 'test'.")
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ConfigError(f"every={every!r} must be a positive integer (1 keeps every {split} window).")
+        rows = np.flatnonzero(self.split == split)
+        keep = np.ones(len(self.split), dtype=bool)
+        keep[rows] = False
+        keep[rows[::every]] = True
+        return VolumePairs(**{**self.__dict__, "x": self.x[keep], "y": self.y[keep], "split": self.split[keep]})
+
     def metadata(self) -> dict[str, Any]:
         """JSON-serialisable description (to save next to a model trained on these pairs)."""
         return {
@@ -90,23 +110,31 @@ def volume_windows(segments: Segments, volume: pd.Series, source: str = "series"
     column of `clean_prices`). DataError, naming `source` and the first missing timestamp, when a window's bars
     are not all in `volume`.
     """
+    return _volume_windows(volume, segments.start_time, segments.end_time, int(segments.window), source)
+
+
+def _check_volume_series(volume: pd.Series, source: str) -> None:
     if not isinstance(volume, pd.Series) or not isinstance(volume.index, pd.DatetimeIndex):
         raise DataError(f"{source}: volume must be a pandas Series on a DatetimeIndex (the clean_prices 'volume' "
                         "column).")
+
+
+def _volume_windows(volume: pd.Series, start_time: Any, end_time: Any, width: int, source: str) -> np.ndarray:
+    """`volume_windows` on explicit window bounds (first and last bar of each window)."""
+    _check_volume_series(volume, source)
     index = _utc(volume.index)
     values = volume.to_numpy(dtype=np.float64)
-    starts = index.get_indexer(_utc(segments.start_time))
-    width = int(segments.window)
+    starts = index.get_indexer(_utc(start_time))
     if len(values) < width:
         raise DataError(f"{source}: volume has {len(values)} rows, fewer than one window ({width}).")
     ends = np.where(starts >= 0, starts + width - 1, -1)
     bad = (starts < 0) | (ends >= len(values))
     if not bad.any():
-        bad = index[ends] != _utc(segments.end_time)
+        bad = index[ends] != _utc(end_time)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"{source}: the bars of window {first} ({segments.start_time[first]} .. {segments.end_time[first]}) are "
+            f"{source}: the bars of window {first} ({start_time[first]} .. {end_time[first]}) are "
             "not all in the volume series; pass the volume column of the same clean_prices the segments came from."
         )
     if not np.isfinite(values).all() or (values < 0).any():
@@ -143,14 +171,7 @@ def build_volume_pairs(
     if not train.any():
         raise ConfigError(f"{source}: no training windows; supply more data or lower `window`.")
     raw_volume = volume_windows(segments, volume, source)
-    log_volume = np.log1p(raw_volume)
-    mean, std = float(log_volume[train].mean()), float(log_volume[train].std())
-    if not std > 1e-12 * max(abs(mean), 1.0):
-        raise DataError(
-            f"{source}: volume is constant over the training windows (log1p volume std {std:.3g}), so there is "
-            "nothing to translate into; the volume task needs a series whose volume column varies (drop it from "
-            "the volume task's series)."
-        )
+    mean, std = _log_volume_stats(raw_volume, train, source)
     if scales is None:
         scales = covering_scales(int(segments.window), wavelet, num=num_scales)
     scales = np.asarray(scales, dtype=np.float64)
@@ -165,10 +186,7 @@ def build_volume_pairs(
     input_scale = _train_rms(np.abs(returns_coefs), train)
     scaled = returns_coefs / input_scale[:, None]
     x = np.abs(scaled)[:, None] if input_mode == "magnitude" else to_channels(scaled)
-    volume_coefs = cwt(((log_volume - mean) / std).astype(np.float32), scales, wavelet)
-    target = np.abs(volume_coefs)
-    target_scale = _train_rms(target, train)
-    y = (target / target_scale[:, None])[:, None]
+    y, target_scale = _targets(raw_volume, mean, std, train, scales, wavelet)
     return VolumePairs(
         x=np.ascontiguousarray(x, dtype=np.float32),
         y=np.ascontiguousarray(y, dtype=np.float32),
@@ -180,6 +198,74 @@ def build_volume_pairs(
         target_scale=target_scale,
         log_volume_mean=mean,
         log_volume_std=std,
+    )
+
+
+def _log_volume_stats(raw_volume: np.ndarray, train: np.ndarray, source: str) -> tuple[float, float]:
+    """Mean and std of ``log1p(volume)`` over the training windows; DataError when it is constant."""
+    log_volume = np.log1p(raw_volume[train])
+    mean, std = float(log_volume.mean()), float(log_volume.std())
+    if not std > 1e-12 * max(abs(mean), 1.0):
+        raise DataError(
+            f"{source}: volume is constant over the training windows (log1p volume std {std:.3g}), so there is "
+            "nothing to translate into; the volume task needs a series whose volume column varies (drop it from "
+            "the volume task's series)."
+        )
+    return mean, std
+
+
+def _targets(raw_volume: np.ndarray, mean: float, std: float, train: np.ndarray, scales: np.ndarray,
+             wavelet: str) -> tuple[np.ndarray, np.ndarray]:
+    """Target images (N, 1, S, T) float32 (|CWT| of the standardised log volume over the training RMS per scale)
+    and that per-scale RMS."""
+    volume_coefs = cwt(((np.log1p(raw_volume) - mean) / std).astype(np.float32), scales, wavelet)
+    target = np.abs(volume_coefs)
+    target_scale = _train_rms(target, train)
+    return np.ascontiguousarray((target / target_scale[:, None])[:, None], dtype=np.float32), target_scale
+
+
+def volume_pairs_from_scalograms(
+    scalograms: ScalogramSet,
+    volume: pd.Series,
+    *,
+    input_mode: str = "magnitude",
+    source: str | None = None,
+) -> VolumePairs:
+    """The pairs of :func:`build_volume_pairs` for a stored `ScalogramSet` (what the `scalograms` asset holds).
+
+    Why it exists: the pipeline's model assets read scalograms, not segments, and the scalogram images already
+    are the inputs ``build_volume_pairs`` would compute: the CWT of the train-standardised windows divided per
+    scale by the training RMS of its magnitudes (``real_imag``), whose modulus is the ``magnitude`` input. So only
+    the targets are computed here, on the same scales and wavelet. `volume` is the clean_prices `volume` column
+    of the same series (each window's bars are the `window` rows ending at its `end_time`).
+    """
+    if input_mode not in INPUT_MODES:
+        raise ConfigError(f"input_mode={input_mode!r} must be one of {INPUT_MODES}.")
+    source = source or scalograms.series
+    images, split = np.asarray(scalograms.images), np.asarray(scalograms.split).astype(str)
+    train = split == "train"
+    if not train.any():
+        raise ConfigError(f"{source}: no training windows; supply more data or lower `window`.")
+    _check_volume_series(volume, source)
+    width = int(images.shape[-1])
+    index = _utc(volume.index)
+    ends = index.get_indexer(_utc(scalograms.end_time))
+    missing = (ends < width - 1)  # -1 (not in the index) or too close to the start for a whole window
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise DataError(f"{source}: the bars of window {first} (ending {scalograms.end_time[first]}) are not all in "
+                        "the volume series; pass the volume column of the same clean_prices the scalograms came "
+                        "from (materialize the series' partition again if they differ).")
+    raw_volume = _volume_windows(volume, index[ends - width + 1], index[ends], width, source)
+    mean, std = _log_volume_stats(raw_volume, train, source)
+    scales = np.asarray(scalograms.scales, dtype=np.float64)
+    y, target_scale = _targets(raw_volume, mean, std, train, scales, scalograms.wavelet)
+    x = images if input_mode == "real_imag" else np.hypot(images[:, :1], images[:, 1:2])
+    return VolumePairs(
+        x=np.ascontiguousarray(x, dtype=np.float32), y=y, split=split, scales=scales,
+        wavelet=scalograms.wavelet, input_mode=input_mode,
+        input_scale=np.asarray(scalograms.channel_scale, dtype=np.float32), target_scale=target_scale,
+        log_volume_mean=mean, log_volume_std=std,
     )
 
 
@@ -332,3 +418,61 @@ def volume_translation_table(result: Mapping[str, Any]) -> str:
         gain = f"{100.0 * (row['mae'] / reference - 1.0):+.1f}%" if reference else "n/a"
         lines.append(f"| {name} | {row['mae']:.4f} | {row['psnr']:.2f} | {gain} |")
     return "\n".join(lines) + "\n"
+
+
+def volume_translation_markdown(document: Mapping[str, Any]) -> str:
+    """The report section of the forecasters' volume translation: one table per series, then the skipped ones.
+
+    `document` is ``{"series": {NAME: evaluate_volume_translation(...) + {"dense_unet": {"params",
+    "train_seconds", "best_epoch", "epochs_run", ...}}}, "skipped": {NAME: reason}, "test_stride": int}``.
+    """
+    stride = int(document.get("test_stride", 1))
+    lines = [
+        "From each window's return scalogram, predict the scalogram magnitude of the same window's standardised "
+        "log volume. Trained on train, early-stopped on val, scored on the test windows"
+        + (f" (every {stride}th: consecutive test windows overlap)" if stride > 1 else "") + ". The two "
+        "references are fitted on train: a least-squares line per scale (`per_scale_linear`) and each scale's "
+        "mean training target (`train_mean`, which ignores the returns).",
+        "",
+    ]
+    for name, result in document.get("series", {}).items():
+        lines += [f"### `{name}`", "", volume_translation_table(result).rstrip("\n")]
+        unet = result.get("dense_unet") or {}
+        if unet:
+            lines += ["", f"Dense U-Net: {int(unet['params']):,} parameters, {float(unet['train_seconds']):.1f} s "
+                          f"of training, best validation epoch {unet['best_epoch']} of {unet['epochs_run']} run."]
+        lines.append("")
+    for name, reason in (document.get("skipped") or {}).items():
+        lines.append(f"- `{name}`: skipped, no usable volume: {reason}")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def plot_volume_example(images: Mapping[str, np.ndarray], title: str = "") -> Any:
+    """One test window's log-volume scalogram: the truth and each model's prediction side by side, one colour scale.
+
+    `images` maps a panel title ("true", "dense_unet", "per_scale_linear") to an (S, T) image. Returns a
+    matplotlib ``Figure`` (no pyplot: thread-safe, headless); save it with
+    :func:`wavefin_core.evaluation.plots.save_figure`.
+    """
+    from matplotlib.figure import Figure  # imported here: the metrics above need no plotting library
+
+    if not images:
+        raise ConfigError("plot_volume_example needs at least one image (e.g. {'true': target}).")
+    panels = {name: np.asarray(image, dtype=np.float64) for name, image in images.items()}
+    shapes = {name: image.shape for name, image in panels.items()}
+    if len(set(shapes.values())) != 1 or len(next(iter(shapes.values()))) != 2:
+        raise DataError(f"plot_volume_example: images must all be (S, T) of one shape; got {shapes}.")
+    low = min(float(image.min()) for image in panels.values())
+    high = max(float(image.max()) for image in panels.values())
+    fig = Figure(figsize=(3.0 * len(panels), 2.6), layout="constrained")  # keeps the suptitle off the panels
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (name, image) in zip(axes, panels.items(), strict=True):
+        shown = ax.imshow(image, aspect="auto", origin="lower", vmin=low, vmax=high, cmap="viridis")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("time in window", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("scale index", fontsize=8)
+    fig.colorbar(shown, ax=list(axes), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

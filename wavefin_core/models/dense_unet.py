@@ -17,7 +17,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,9 +41,13 @@ from wavefin_core.models.training import (
     seeded,
 )
 
+if TYPE_CHECKING:  # checkpoint.py imports the training helpers this module uses
+    from wavefin_core.models.checkpoint import Checkpointing
+
 FORMAT_NAME = "wavefin-dense-unet"
 FORMAT_VERSION = 1
 LOSSES = ("mse", "l1")
+CHECKPOINT_KIND = "dense-unet"  # checkpoints live under <checkpoints>/dense-unet-<fingerprint>/
 
 
 @dataclass
@@ -244,13 +248,24 @@ def train_dense_unet(
     cfg: DenseUNetConfig | None = None,
     device: torch.device | str | None = None,
     progress: ProgressFn | None = None,
+    checkpointing: Checkpointing | None = None,
+    checkpoint_kind: str = CHECKPOINT_KIND,
 ) -> DenseUNetResult:
     """Fit a Dense U-Net mapping `x_*` (N, C_in, S, T) to `y_*` (N, C_out, S, T); returns the best-validation model.
 
     Deterministic for a given `cfg.seed` on CPU (shuffles are drawn from a seeded CPU generator, and the caller's
     torch RNG state is restored afterwards). `progress(epoch, cfg.epochs, row)` is called after every epoch.
-    A NaN/inf loss raises TrainingDivergedError naming the step; nothing is saved by this function.
+    With `checkpointing` (a `Checkpointing`), the loop's complete state (optimizer, ReduceLROnPlateau, early
+    stopping, RNGs, the epoch's data order and position) is saved every `checkpointing.every` optimizer steps
+    under `checkpoint_kind` (one per training when a caller trains several, e.g. one per series, so their
+    checkpoints are not reported as stale siblings), and a checkpoint of the same config and data is resumed
+    exactly: a run killed and resumed ends with the weights an uninterrupted run has (same machine and thread
+    count). A finished training leaves a final checkpoint, so calling again returns the same model at once
+    (train_seconds 0).
+    A NaN/inf loss raises TrainingDivergedError naming the step; the model itself is not saved here.
     """
+    from wavefin_core.models.checkpoint import TrainingState, fingerprint
+
     cfg = cfg or DenseUNetConfig()
     cfg.validate()
     x_train, y_train = _check_pairs(x_train, y_train, "train")
@@ -264,27 +279,55 @@ def train_dense_unet(
     batch_size = min(cfg.batch_size, n)
     data, targets = torch.from_numpy(x_train), torch.from_numpy(y_train)
     stopper = EarlyStopping(cfg.patience)
-    history: list[dict[str, float]] = []
-    steps = 0
+    checkpointer = None
+    if checkpointing is not None:
+        digest = fingerprint(checkpoint_kind, cfg.to_dict(), x_train, y_train, x_val, y_val)
+        checkpointer = checkpointing.bind(checkpoint_kind, digest)
     started = time.perf_counter()
     with seeded(cfg.seed, device) as generator:
         model = DenseUNet(x_train.shape[1], y_train.shape[1], cfg).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=cfg.lr_patience)
-        for epoch in range(1, cfg.epochs + 1):
+        state = checkpointer.restore(model, optimizer, generator, scheduler) if checkpointer is not None else None
+        state = state or TrainingState()
+        finished_before = state.done
+        history: list[dict[str, float]] = list(state.extra.get("history", []))
+        if "stopper" in state.extra:
+            stopper.load_checkpoint_state(state.extra["stopper"], state.tensors)
+        steps = state.step
+
+        def snapshot(**position: Any) -> TrainingState:
+            stopper_meta, stopper_tensors = stopper.checkpoint_state()
+            extra = {"history": history, "stopper": stopper_meta, **position.pop("extra", {})}
+            return TrainingState(step=steps, extra=extra, tensors=stopper_tensors, **position)
+
+        for epoch_index in range(state.epoch, cfg.epochs):
+            if state.done:
+                break
+            epoch = epoch_index + 1
+            resuming = epoch_index == state.epoch and state.order is not None
+            order = state.order if resuming else torch.randperm(n, generator=generator)
+            first_batch = state.batch if resuming else 0
+            loss_sum = float(state.extra["loss_sum"]) if resuming else 0.0
+            seen = int(state.extra["seen"]) if resuming else 0
             model.train()
-            loss_sum, seen = 0.0, 0
-            for index in batches_from(torch.randperm(n, generator=generator), batch_size):
+            for batch, index in enumerate(batches_from(order, batch_size, first_batch), start=first_batch + 1):
+                if cfg.max_steps is not None and steps >= cfg.max_steps:
+                    break
                 if len(index) < 2 < n:  # BatchNorm cannot normalise a batch of one sample
                     continue
                 loss = loss_fn(model(data[index].to(device)), targets[index].to(device))
-                check_finite_loss(loss.item(), steps + 1, "dense-unet", cfg.learning_rate)
+                check_finite_loss(loss.item(), steps + 1, CHECKPOINT_KIND, cfg.learning_rate)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 loss_sum += loss.item() * len(index)
                 seen += len(index)
                 steps += 1
+                if checkpointer is not None and checkpointer.due(steps):
+                    position = {"loss_sum": loss_sum, "seen": seen}
+                    checkpointer.save(snapshot(epoch=epoch_index, batch=batch, order=order, extra=position),
+                                      model, optimizer, generator, scheduler)
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
             model.eval()
@@ -297,7 +340,8 @@ def train_dense_unet(
                 "val_mae": F.l1_loss(prediction, truth).item(),
                 "learning_rate": optimizer.param_groups[0]["lr"],
             }
-            check_finite_loss(row["val_loss"], steps, "dense-unet", cfg.learning_rate, loss_name="validation loss")
+            check_finite_loss(row["val_loss"], steps, CHECKPOINT_KIND, cfg.learning_rate,
+                              loss_name="validation loss")
             history.append(row)
             if progress is not None:
                 progress(epoch, cfg.epochs, row)
@@ -306,9 +350,12 @@ def train_dense_unet(
                 break
         stopper.restore(model)
         model.eval()
-        check_finite_weights(model, steps, "dense-unet", cfg.learning_rate)
+        check_finite_weights(model, steps, CHECKPOINT_KIND, cfg.learning_rate)
+        if checkpointer is not None and not state.done:
+            checkpointer.save(snapshot(epoch=cfg.epochs, done=True), model, optimizer, generator, scheduler)
     return DenseUNetResult(model=model, history=history, best_epoch=stopper.best_epoch, config=cfg,
-                           n_parameters=count_parameters(model), train_seconds=time.perf_counter() - started)
+                           n_parameters=count_parameters(model),
+                           train_seconds=0.0 if finished_before else time.perf_counter() - started)
 
 
 def predict_dense_unet(
