@@ -219,8 +219,9 @@ def pywt_peer(x: np.ndarray):
 
 
 def peers_table(args) -> None:
-    rounds = args.rounds or (2 if args.quick else 7)
-    windows = 256 if args.quick else PEER_WINDOWS
+    # --quick (`make bench`): the workload, fewer rounds (~1 min on 2 busy cores instead of ~1.5-3)
+    rounds = args.rounds or (3 if args.quick else 7)
+    windows = PEER_WINDOWS
     x = (np.random.default_rng(0).standard_t(3, size=(windows, PEER_LENGTH)) * 0.01).astype(np.float32)
     os.environ.setdefault("SSQ_PARALLEL", "0")
     peers = [
@@ -247,13 +248,15 @@ def peers_table(args) -> None:
         if peer.skip:
             print(f"skipped {peer.name}: {peer.skip}")
     active = [p for p in peers if p.run is not None]
+    # --quick: 1 thread only; with the second core busy, fCWT's OpenMP threads=2 alone can take minutes
+    thread_counts = (1,) if args.quick else (1, 2)
     for peer in active:  # warm-up: caches, plans, numba JIT
-        for threads in (1, 2):
+        for threads in thread_counts:
             peer.run(threads)
     best = {(p.name, t): math.inf for p in active for t in (1, 2)}
     for round_index in range(rounds):
         for peer in active:
-            for threads in (1, 2):
+            for threads in thread_counts:
                 if round_index >= 2 and (peer.name in slow or best[peer.name, threads] > 1.0):
                     continue  # slow entries: best of 2 rounds keeps the whole bench within a few minutes
                 gc.collect()
@@ -261,12 +264,19 @@ def peers_table(args) -> None:
                 peer.run(threads)
                 best[peer.name, threads] = min(best[peer.name, threads], time.perf_counter() - start)
     reference = {t: best.get(("fCWT (Morlet 2.0)", t)) for t in (1, 2)}
+    reference = {t: value if value is not None and math.isfinite(value) else None for t, value in reference.items()}
     print("\n| tool | 1 thread (s) | 2 threads (s) | time / fCWT, 1 thread | time / fCWT, 2 threads |")
     print("|---|---|---|---|---|")
     for peer in active:
         one, two = best[peer.name, 1], best[peer.name, 2]
-        ratios = [f"{value / reference[t]:.2f}" if reference[t] else "-" for value, t in ((one, 1), (two, 2))]
-        print(f"| {peer.name} | {one:.3f} | {two:.3f} | {ratios[0]} | {ratios[1]} |", flush=True)
+        ratios = [f"{value / reference[t]:.2f}" if reference[t] and math.isfinite(value) else "-"
+                  for value, t in ((one, 1), (two, 2))]
+        cells = [f"{value:.3f}" if math.isfinite(value) else "- (full run only)" for value in (one, two)]
+        print(f"| {peer.name} | {cells[0]} | {cells[1]} | {ratios[0]} | {ratios[1]} |", flush=True)
+    headline = [f"{peer.name} {best[peer.name, 1]:.3f} s" + (f" ({best[peer.name, 1] / reference[1]:.2f}x fCWT)"
+                                                                if reference[1] else "") for peer in active]
+    print(f"\nSUMMARY bench_cwt: 1 thread, {windows} x {PEER_LENGTH}, {PEER_SCALES.size} scales: "
+          + "; ".join(headline))
     if torch.cuda.is_available():
         cuda_table(x, rounds)
 
@@ -289,7 +299,8 @@ def cuda_table(x: np.ndarray, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer windows and rounds: a smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help="what `make bench` runs: 3 rounds at 1 thread (peers), 512 windows, best of 1 (--engine)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds of the peers table")
     parser.add_argument("--engine", action="store_true", help="also the original engine table (~2.5 min)")
     parser.add_argument("--repeat", type=int, default=None, help="engine table: best-of-N for ours and the floor")

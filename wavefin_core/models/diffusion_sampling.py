@@ -17,7 +17,8 @@ Without `project` the same loop is the plain sampler (feeding x0 instead of epsi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,29 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
+
+#: Intra-op torch threads for diffusion training and sampling on CPU. 1, measured (bench/bench_diffusion.py, 2 vCPUs
+#: busy with other work, as when Dagster runs other steps): a quick-profile step took 1.70 s with torch's default
+#: of all cores vs 0.52 s with 1 at load 4, 24.0 vs 2.3 s at load 18. Fixed, so CPU runs reproduce.
+CPU_THREADS = 1
+
+
+@contextmanager
+def cpu_threads(device: torch.device | str | None, threads: int | None = CPU_THREADS) -> Iterator[None]:
+    """Run the block with `threads` intra-op torch threads if `device` is the CPU, then restore the previous count.
+
+    `threads=None` leaves torch's setting alone (e.g. all cores of an otherwise idle many-core machine).
+    """
+    if threads is None or torch.device(device or "cpu").type != "cpu":
+        yield
+        return
+    check_positive("threads", threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def padded_for_depth(sample_size: tuple[int, int], n_blocks: int) -> tuple[int, int]:
@@ -141,6 +165,7 @@ def sample_diffusion(
     class_labels: int | Sequence[int] | np.ndarray | None = None,
     project: Projection | None = None,
     timestep_spacing: str | None = None,
+    threads: int | None = CPU_THREADS,
 ) -> np.ndarray:
     """Generate `n` images shaped `sample_shape` = (C, H, W); returns float32 (n, C, H, W).
 
@@ -149,7 +174,8 @@ def sample_diffusion(
     of a class-conditioned model. `project` maps a batch of cropped x0 estimates (B, C, H, W) to the nearest
     realizable images (same shape and device); it is applied at every step and to the final samples (module
     docstring). The same `seed` gives the same samples for the same `batch_size`. `device=None` samples where
-    the model already is. `progress(step, total, {"batch"})` is called after every denoising step.
+    the model already is. `progress(step, total, {"batch"})` is called after every denoising step. On CPU the
+    chain runs with `threads` intra-op threads (`CPU_THREADS`; None: torch's current setting).
     """
     scheduler = build_sampling_scheduler(sampler, train_scheduler, timestep_spacing=timestep_spacing)
     train_config = _scheduler_config(train_scheduler)
@@ -191,7 +217,7 @@ def sample_diffusion(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), cpu_threads(device, threads):
             step = 0
             for batch, start in enumerate(range(0, n, batch_size)):
                 size = min(batch_size, n - start)
