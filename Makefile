@@ -5,7 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Everything the pipeline writes goes under WAVEFIN_STORAGE (default ./storage): Dagster's instance included.
 export WAVEFIN_STORAGE ?= $(CURDIR)/storage
-export DAGSTER_HOME ?= $(abspath $(WAVEFIN_STORAGE))/dagster_home
+# What must stay on local disk (Dagster's instance, the default MLflow store) lives under the storage root when it
+# is a local path, else under WAVEFIN_LOCAL_STORAGE (default ./storage): `WAVEFIN_STORAGE=s3://...` works too.
+LOCAL_STORAGE := $(if $(findstring ://,$(WAVEFIN_STORAGE)),$(abspath $(or $(WAVEFIN_LOCAL_STORAGE),storage)),$(abspath $(WAVEFIN_STORAGE)))
+export DAGSTER_HOME ?= $(LOCAL_STORAGE)/dagster_home
 PIP_FLAGS ?= --disable-pip-version-check
 # Install exactly the tested versions (constraints.txt: the working venv's `pip freeze`). torch stays 2.13.0,
 # for which pip takes the CPU build; never let a resolver upgrade it.
@@ -42,17 +45,35 @@ recover: $(STAMP)
 
 ## MLflow UI on http://127.0.0.1:5000
 mlflow: $(STAMP)
-	@mkdir -p $(WAVEFIN_STORAGE)/mlflow
-	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(abspath $(WAVEFIN_STORAGE))/mlflow/mlflow.db} \
-		--default-artifact-root $(abspath $(WAVEFIN_STORAGE))/mlflow/artifacts --host 127.0.0.1 --port 5000
+	@mkdir -p $(LOCAL_STORAGE)/mlflow
+	$(VENV)/bin/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(LOCAL_STORAGE)/mlflow/mlflow.db} \
+		--default-artifact-root $(LOCAL_STORAGE)/mlflow/artifacts --host 127.0.0.1 --port 5000
 
-## Every benchmark; peers (fCWT, ssqueezepy, pyFFTW) come from the `bench` extra, and a peer that cannot be
-## installed or imported is skipped with its reason.
+## Every benchmark in a few minutes (~5 on 2 cores): quick sizes; the full ones are one flag away (bench/README.md).
+## Peers (fCWT, ssqueezepy, pyFFTW) come from the `bench` extra; a peer that cannot be installed or imported is
+## skipped with its reason. Each bench's output goes to $(BENCH_LOGS)/<name>.log, a summary ends the run, and the
+## target fails if any bench failed. Left out: bench_generation_ablation.py (trains and scores a model per lever
+## on both series: far longer than a few minutes) and bench_diffusion_levers.py (the same kind of run).
+BENCH_LOGS ?= $(WAVEFIN_STORAGE)/bench
 bench: $(STAMP)
-	$(PY) -m pip install $(PIP_FLAGS) -q -e ".[bench]" || echo "bench extras missing: their rows are skipped"
-	$(PY) bench/bench_cwt.py
-	$(PY) bench/bench_ingest.py
-	$(PY) bench/bench_diffusion.py --threads 1
+	@$(PY) -c "import fcwt, ssqueezepy, pyfftw" 2>/dev/null || $(PY) -m pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -q \
+		-e ".[bench]" || echo "bench extras missing: their rows are skipped, with the reason"
+	@mkdir -p $(BENCH_LOGS); : > $(BENCH_LOGS)/summary.txt; started=$$(date +%s); \
+	if $(PY) bench/bench_scale.py --help 2>/dev/null | grep -q -- --quick; then scale="--quick"; \
+	else scale="--sizes 4,8"; fi; \
+	run_bench() { name=$$1; shift; echo "== $$name: $$*"; t0=$$(date +%s); \
+		{ $(PY) "$$@" 2>&1; echo $$? > $(BENCH_LOGS)/$$name.rc; } | tee $(BENCH_LOGS)/$$name.log; \
+		rc=$$(cat $(BENCH_LOGS)/$$name.rc); status=ok; [ "$$rc" = 0 ] || status="FAILED (exit $$rc)"; \
+		echo "$$name ($$*): $$status in $$(( $$(date +%s) - t0 )) s" >> $(BENCH_LOGS)/summary.txt; \
+		grep -E '^(SUMMARY|load_ohlcv / pyarrow|Time per series)' $(BENCH_LOGS)/$$name.log \
+			| sed 's/^/    /' >> $(BENCH_LOGS)/summary.txt; }; \
+	run_bench cwt bench/bench_cwt.py --quick; \
+	run_bench ingest bench/bench_ingest.py --mb 150; \
+	run_bench diffusion bench/bench_diffusion.py --quick; \
+	run_bench scale bench/bench_scale.py $$scale; \
+	echo; echo "== make bench: $$(( $$(date +%s) - started )) s, load average $$(cut -d' ' -f1-3 /proc/loadavg)"; \
+	cat $(BENCH_LOGS)/summary.txt; echo "(full logs: $(BENCH_LOGS)/)"; \
+	! grep -q FAILED $(BENCH_LOGS)/summary.txt
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check wavefin_core wavefin_assets tests bench

@@ -62,6 +62,12 @@ class Profile:
     diffusion_lr_schedule: str = "cosine"  # cosine | constant
     diffusion_ema_decay: float | None = 0.995
     diffusion_train_stride: int = 1
+    # volatility-regime conditioning (wavefin_core.models.regimes): realized-volatility quantile buckets per series
+    # (0 = off) and the window normalisation (none | window | bucket); measured in bench/bench_generation_ablation.py
+    # --ladder regimes. On: K=4 with each window divided by its own volatility halved sp500's discriminative score
+    # (0.411 -> 0.214, better on all 5 seeds) and lowered mjd's (0.130 -> 0.079, within noise), at no extra cost
+    diffusion_vol_buckets: int = 4
+    diffusion_vol_normalize: str = "window"
     sampling_projection: bool = True
     # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
     planted_days: int = 6000
@@ -77,6 +83,26 @@ class Profile:
     # generation_report: seeds of the post-hoc discriminative and TSTR predictive scores
     discriminative_seeds: int = 5
     predictive_seeds: int = 3
+    # generation_report: "does synthetic data help a forecaster?" (wavefin_core.evaluation.augmentation): seeds
+    # (0 = off) and epochs of the 1-D CNN of both arms, the stride of the real train examples over the contiguous
+    # train returns (1 = every window, what the generator trained on) and generated examples per real one
+    augmentation_seeds: int = 3
+    augmentation_epochs: int = 8
+    augmentation_train_stride: int = 1
+    augmentation_synthetic_ratio: float = 1.0
+    # forecasters: the Dense U-Net volume translation (return scalogram -> log-volume scalogram, issue 9) on
+    # every series with a usable volume column. The defaults are wavefin_core's DenseUNetConfig (~0.5 M
+    # parameters, 30 epochs with early stopping); volume_test_stride scores every k-th (stride-1) test window.
+    volume_translation: bool = True
+    volume_unet_stem_channels: int = 32
+    volume_unet_growth_rate: int = 14
+    volume_unet_layers_per_block: int = 4
+    volume_unet_levels: int = 3
+    volume_epochs: int = 30
+    volume_max_steps: int | None = None
+    volume_batch_size: int = 32
+    volume_learning_rate: float = 1e-3
+    volume_test_stride: int = 1
 
 
 PROFILES: dict[str, Profile] = {
@@ -107,6 +133,21 @@ PROFILES: dict[str, Profile] = {
                          "ridge", "gbm_return"),
         arima_order=(1, 1),
         walk_forward_folds=3,
+        # Dense U-Net volume translation within the ~20 s `make run` can spare for 3 series: a 14 k-parameter
+        # U-Net (2 levels) for 40 steps of 16 windows per series, scored on every 8th test window; measured
+        # 19 CPU-s for mjd + sp500 + planted (30 steps of 32: 26 s and a worse sp500 score). The full profile
+        # keeps the ~0.5 M-parameter default.
+        volume_unet_stem_channels=8,
+        volume_unet_growth_rate=6,
+        volume_unet_layers_per_block=2,
+        volume_unet_levels=2,
+        volume_max_steps=40,
+        volume_batch_size=16,
+        volume_learning_rate=3e-3,
+        volume_test_stride=8,
+        # real train examples every 8 returns (the segments' stride): stride 1 took ~4x longer than the ~20 s
+        # `make run` can spare here; 3 seeds x 2 arms x 2 series = 12 small 1-D CNN fits
+        augmentation_train_stride=8,
     ),
     "full": Profile(
         name="full",
@@ -133,6 +174,8 @@ PROFILES: dict[str, Profile] = {
         classifier_arch="cnn",
         forecast_augment=True,
         walk_forward_folds=5,
+        augmentation_seeds=5,
+        augmentation_epochs=20,
     ),
 }
 

@@ -19,15 +19,19 @@ TINY_DATA_CONFIG = {
 TINY_MODEL_CONFIG = {
     "ops": {
         "diffusion_model": {
-            "config": {"block_out_channels": [16, 32], "batch_size": 16, "epochs": 50, "max_steps": 80}
+            "config": {"block_out_channels": [16, 32], "batch_size": 16, "epochs": 50, "max_steps": 80,
+                       # the volatility-regime lever on, with 2 buckets: labels (series, bucket), rescaled samples
+                       "vol_buckets": 2, "vol_normalize": "window"}
         },
         # 24 windows per series; the samplers table on 10 windows per extra sampler, scored with 2 seeds
         "synthetic_series": {"config": {"n_samples": 24, "num_inference_steps": 5, "benchmark_samplers": True,
                                         "bench_ddpm_samples": 10,
                                         "bench_ddim_samples": 10, "bench_discriminative_seeds": 2}},
         # the report's structure and units are under test here, not its scores: few seeds and classifier steps
-        "generation_report": {"config": {"discriminative_seeds": 2, "predictive_seeds": 1, "classifier_steps": 40}},
-        "forecasters": {"config": {"epochs": 3, "batch_size": 32}},
+        "generation_report": {"config": {"discriminative_seeds": 2, "predictive_seeds": 1, "classifier_steps": 10,
+                                         "augmentation_seeds": 2, "augmentation_epochs": 2}},
+        # the Dense U-Net volume translation: 4 steps per series, every 8th test window (contract under test)
+        "forecasters": {"config": {"epochs": 3, "batch_size": 32, "volume_max_steps": 4, "volume_test_stride": 8}},
     }
 }
 DATA_ASSETS = ["raw_prices", "clean_prices", "segments", "scalograms"]

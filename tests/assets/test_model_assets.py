@@ -26,7 +26,10 @@ def test_diffusion_model_is_saved_as_safetensors_and_loss_decreases(pipeline):
     channels = {representation_from_dict(rep).channels for rep in meta["representations"].values()}
     assert channels == {model.config.in_channels}  # the images of the configured representation (1: haar)
     # issue 8: one model over the series, conditioned on them; EMA weights beside the trained ones
-    assert model.config.num_class_embeds == len(manifest["series"]) and meta["series"] == manifest["series"]
+    # ... and on 2 volatility buckets per series (the tiny config): one class per (series, bucket)
+    assert model.config.num_class_embeds == 2 * len(manifest["series"]) and meta["series"] == manifest["series"]
+    assert sorted(meta["regimes"]) == sorted(manifest["series"])
+    assert all(r["k"] == 2 and r["normalize"] == "window" for r in meta["regimes"].values())
     assert meta["weights"] == "unet_ema" and (model_dir / "unet" / "config.json").is_file()
     assert sorted(meta["representations"]) == sorted(manifest["series"])
     md = pipeline.materialization("diffusion_model").metadata
@@ -93,6 +96,22 @@ def test_generation_report_writes_per_series_sections_and_metrics_json(pipeline)
         assert entry["seconds_per_1000"] > 0 and 0 <= entry["discriminative_score"] <= 0.5, sampler
     assert doc["samplers"]["ddpm"]["steps"] == 1000 and doc["samplers"]["ddpm"]["n_samples"] == 10
     assert np.isfinite(out["metrics"][f"{series[0]}.wavefin.discriminative_mean"])
+    # "Does synthetic data help a forecaster?" (issue 9): real only vs real + wavefin windows, per series
+    assert text.count("### Does synthetic data help a forecaster?") == len(series)
+    for name in series:
+        aug = doc["series"][name]["augmentation"]
+        for key in ("model", "seeds", "horizon", "input_length", "n_real_train", "n_synthetic_added",
+                    "synthetic_rule", "n_val", "n_test", "majority_rate", "real_only", "real_plus_synthetic",
+                    "difference", "test", "verdict", "verdict_text", "tstr", "train_seconds"):
+            assert key in aug, (name, key)
+        assert aug["n_synthetic_added"] == min(24, aug["n_real_train"])  # N = real train examples, or all 24
+        assert aug["n_test"] == doc["series"][name]["n_real_test"]  # the same real stride-1 test windows
+        for arm in ("real_only", "real_plus_synthetic", "difference"):
+            for metric in ("accuracy", "balanced_accuracy"):
+                assert len(aug[arm][metric]["values"]) == 2 and np.isfinite(aug[arm][metric]["mean"]), arm
+        assert 0 <= aug["test"]["p_value"] <= 1 and aug["verdict"] in ("help", "no_significant_difference", "hurt")
+        assert aug["tstr"]["see"] == f"series.{name}.generators.wavefin.predictive_score"
+        assert out["metrics"][f"{name}.augmentation.p_value"] == aug["test"]["p_value"]
     md = pipeline.materialization("generation_report").metadata
     assert "floor" in md["verdicts"].value and md["report"].value.count("data:image/png;base64") >= 1
 
@@ -289,3 +308,50 @@ def test_forecast_report_shows_walk_forward_folds(pipeline):
         summary = wf["summary"]["logistic"]
         assert summary["mean"] == pytest.approx(np.mean(summary["folds"]))
         assert f"{name}.logistic.walk_forward_mean" in out["metrics"]
+
+
+# --- issue 9: the Dense U-Net volume translation in forecasters ------------------------------------------------
+def test_forecasters_translate_volume_with_a_dense_unet(pipeline):
+    import mlflow
+
+    from wavefin_assets.resources import default_mlflow
+    from wavefin_core.models.dense_unet import load_dense_unet, predict_dense_unet
+
+    manifest = pipeline.load("forecasters")
+    volume = manifest["volume_translation"]
+    assert set(volume["series"]) == {"mjd", "sp500", "csv-good"} and not volume["skipped"]  # all have volume
+    out = pipeline.load("forecast_report")
+    doc = json.loads(Path(out["metrics_json"]).read_text())
+    assert doc["volume_translation"]["series"].keys() == volume["series"].keys()
+    text = Path(out["report"]).read_text()
+    section = text[text.index("## Volume translation"):]
+    metrics = mlflow.MlflowClient(tracking_uri=default_mlflow()._resolved_uri()).get_run(
+        manifest["mlflow_run_id"]).data.metrics
+    for name, result in doc["volume_translation"]["series"].items():
+        assert f"### `{name}`" in section and "| dense_unet |" in section
+        assert f"](figures/volume_{name}.png)" in section
+        assert (Path(out["report"]).parent / "figures" / f"volume_{name}.png").stat().st_size < 60_000
+        assert {"dense_unet", "per_scale_linear", "train_mean"} == set(result["models"])
+        for row in result["models"].values():
+            assert row["mae"] > 0 and np.isfinite(row["psnr"]) and len(row["mae_per_scale"]) == 16
+        assert metrics[f"volume_{name}_dense_unet_mae"] == pytest.approx(result["models"]["dense_unet"]["mae"])
+        model, cfg, meta = load_dense_unet(result["dense_unet"]["model_path"])
+        assert meta["extra"]["series"] == name and meta["n_parameters"] == result["dense_unet"]["params"]
+        assert cfg.max_steps == 4  # the tiny pipeline's budget
+        image = np.zeros((2, *result["image_shape"]), np.float32)
+        assert predict_dense_unet(model, image).shape == (2, 1, *result["image_shape"][1:])
+
+
+def test_volume_translation_skips_a_series_without_usable_volume(pipeline, tmp_path):
+    """A series whose volume is all zero (FX quotes, CSVs without a volume column) is skipped with its reason."""
+    from wavefin_assets.assets.common import select_series
+    from wavefin_assets.assets.forecasting import ForecastersConfig, _volume_translation
+    from wavefin_core.evaluation.volume import volume_translation_markdown
+
+    sets = select_series({"sp500": pipeline.load("scalograms", "sp500")}, [])
+    prices = pipeline.load("clean_prices", "sp500").assign(volume=0.0)
+    result = _volume_translation(dg.build_asset_context(), ForecastersConfig(), sets, {"sp500": prices}, tmp_path,
+                                 "cpu", checkpoints=None)
+    assert not result["series"] and "volume is constant" in result["skipped"]["sp500"]
+    assert "- `sp500`: skipped, no usable volume: sp500: volume is constant" in volume_translation_markdown(result)
+    assert not list(tmp_path.iterdir())

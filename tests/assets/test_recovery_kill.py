@@ -32,7 +32,8 @@ TINY = {
         "diffusion_model": {"config": {"block_out_channels": [8, 16], "batch_size": 16, "epochs": 100000,
                                        "max_steps": 100000}},
         "synthetic_series": {"config": {"n_samples": 24, "num_inference_steps": 2, "benchmark_samplers": False}},
-        "generation_report": {"config": {"discriminative_seeds": 2, "predictive_seeds": 1, "classifier_steps": 20}},
+        "generation_report": {"config": {"discriminative_seeds": 2, "predictive_seeds": 1, "classifier_steps": 20,
+                                         "augmentation_seeds": 0}},
         "forecasters": {"config": {"epochs": 1, "batch_size": 32}},
     }
 }

@@ -2,6 +2,7 @@
 (with naive baselines, walk-forward folds and the realized-volatility task)."""
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +21,9 @@ from wavefin_assets.assets.common import (
     manifest_of_this_run,
     model_version,
     pool,
-    prune_model_versions,
+    publish_model_version,
     select_series,
+    stored_location,
 )
 from wavefin_assets.metadata import add_report_metadata, scalar_metadata
 from wavefin_assets.profiles import PROFILE
@@ -57,6 +59,20 @@ class ForecastersConfig(dg.Config):
     walk_forward_test_fraction: float = 0.3
     # The next-h realized-volatility task: HAR-RV and GARCH(1,1) against the naive forecasts, by QLIKE and MSE.
     volatility_task: bool = True
+    # The Dense U-Net volume translation (return scalogram -> log-volume scalogram) of every series whose volume
+    # varies, against the per-scale linear and train-mean baselines; size and budget from the profile.
+    volume_translation: bool = PROFILE.volume_translation
+    volume_input: str = "magnitude"  # the U-Net's input channels: magnitude | real_imag
+    volume_stem_channels: int = PROFILE.volume_unet_stem_channels
+    volume_growth_rate: int = PROFILE.volume_unet_growth_rate
+    volume_layers_per_block: int = PROFILE.volume_unet_layers_per_block
+    volume_levels: int = PROFILE.volume_unet_levels
+    volume_epochs: int = PROFILE.volume_epochs
+    volume_max_steps: int | None = PROFILE.volume_max_steps  # optimizer steps per series (None: epochs decide)
+    volume_batch_size: int = PROFILE.volume_batch_size
+    volume_learning_rate: float = PROFILE.volume_learning_rate
+    volume_patience: int = 5
+    volume_test_stride: int = PROFILE.volume_test_stride  # score every k-th test window (they overlap at stride 1)
     lstm_hidden_size: int = 32
     haar_level: int = 3  # causal Haar denoising depth of the Haar-LSTM's inputs
     checkpoint_every: int = PROFILE.checkpoint_every  # optimizer steps between checkpoints (resumed after a crash)
@@ -68,7 +84,8 @@ class ForecastersConfig(dg.Config):
     description="Every forecaster on the same splits (config `models`): scalogram CNN/ViT, LSTM and causal "
     "Haar-denoised LSTM, 1-D CNN (+ self-attention), logistic regression, logistic and gradient boosting on lagged "
     "returns + wavelet energies, ridge / gradient-boosting / per-series ARIMA return forecasts; optional "
-    "augmented scalogram classifier, walk-forward folds and the realized-volatility task. Predictions for every "
+    "augmented scalogram classifier, walk-forward folds, the realized-volatility task and the Dense U-Net volume "
+    "translation (return scalogram -> log-volume scalogram, vs a per-scale linear regression). Predictions for every "
     "window saved as Parquet "
     "in a new version directory per run, models/forecasters/<run id>/. Neural training is checkpointed and "
     "resumed after a crash; a diverging training or any non-finite prediction fails the run.",
@@ -150,6 +167,11 @@ def forecasters(
         volatility = _volatility(context, sets, clean_prices) if config.volatility_task else None
         if volatility:
             _write_json(staging / "volatility.json", volatility)
+        volume = None
+        if config.volume_translation:
+            volume = _volume_translation(context, config, sets, clean_prices, staging, device.torch_device(),
+                                         checkpoints, run)
+            _write_json(staging / "volume_translation.json", volume)
         numeric_info = {m: {k: float(v) for k, v in info.items() if k in ("params", "train_seconds", "best_epoch")}
                         for m, info in model_info.items()}
         run.log_metrics({f"{m}_{k}": v for m, info in numeric_info.items() for k, v in info.items()})
@@ -160,24 +182,27 @@ def forecasters(
         run.log_artifact(staging, "forecasters")
         run_id = run.run_id
     predictions_path = model_dir / "predictions.parquet"
-    manifest = {"path": str(model_dir), "version": context.run_id, "predictions": str(predictions_path),
+    manifest = {"path": stored_location(storage, model_dir), "version": context.run_id,
+                "predictions": stored_location(storage, predictions_path),
                 "series": list(sets), "classifier": classifier, "mlflow_run_id": run_id,
                 "direction_models": list(suite.direction_proba), "return_models": list(suite.returns),
                 "walk_forward": walk_forward, "volatility": volatility,
+                "volume_translation": _with_model_paths(volume, storage, model_dir),
                 "horizon": int(next(iter(sets.values())).horizon),
                 "horizons": {name: int(s.horizon) for name, s in sets.items()}, "model_info": model_info,
                 "targets": "raw log returns (clean_prices winsorization never reaches the scored targets)",
                 "registered_models": registered}
     write_manifest(model_dir, manifest)
     checkpoints.clear()
-    prune_model_versions(context, model_dir, config.keep_versions)
+    publish_model_version(context, storage, model_dir, config.keep_versions)  # uploaded when storage is remote
     return dg.Output(manifest, metadata={
         "mlflow_run_id": run_id, "model_version": context.run_id, "device": device.describe(),
         "mlflow_run": run.url_metadata(),
         "registered_models": ", ".join(f"{v['name']} v{v['version']}" for v in registered.values()),
         "train_windows": int(train.sum()), "test_windows": int((data.split == "test").sum()),
         "models": ", ".join([*suite.direction_proba, *suite.returns]),
-        "model_path": dg.MetadataValue.path(str(model_dir)),
+        **({"volume_translation": _volume_summary(volume)} if volume else {}),
+        "model_path": dg.MetadataValue.path(manifest["path"]),
         **{f"{m}_params": int(v["params"]) for m, v in model_info.items()},
         **{f"{m}_train_seconds": float(v["train_seconds"]) for m, v in model_info.items()},
     })
@@ -300,12 +325,12 @@ def forecast_report(
     from wavefin_core.evaluation.reports import write_forecast_report
     forecasters = manifest_of_this_run(context, forecasters)
     context.log.info(f"reading forecasters version {forecasters.get('version')} at {forecasters['path']}")
-    predictions = pd.read_parquet(forecasters["predictions"])
+    predictions = pd.read_parquet(storage.fetch(forecasters["predictions"]))  # a local copy when remote
     series = []
     for name in forecasters["series"]:
         rows = predictions[predictions["series"] == name]
         series.append(_series_forecasts(name, rows, forecasters))
-    out_dir = storage.path("reports", "forecast")
+    out_dir = storage.workdir("reports", "forecast")  # local; published below when storage is remote
     test = predictions[predictions["split"] == "test"]
     report_context = {"series": ",".join(forecasters["series"]), "test_windows": len(test),
                       "horizons": ",".join(f"{s.name}={s.horizon}" for s in series),
@@ -314,7 +339,10 @@ def forecast_report(
     report = write_forecast_report(series, out_dir, title="wavefin forecast report", context=report_context,
                                    model_info=forecasters.get("model_info") or {},
                                    walk_forward=forecasters.get("walk_forward"),
-                                   extra_sections=_extra_sections(forecasters))
+                                   extra_sections=_extra_sections(forecasters, out_dir, storage))
+    storage.publish("reports", "forecast")
+    report_at = stored_location(storage, report.markdown_path)  # what the output names: a path or a URL
+    metrics_at = stored_location(storage, report.metrics_json)
     with mlflow.start_run("forecast_report", tags={"asset": "forecast_report"}, context=context) as run:
         run.log_params(report_context)
         run.log_metrics(report.metrics)
@@ -325,11 +353,11 @@ def forecast_report(
     # The report markdown goes on the materialization only (Output metadata would be stored twice).
     add_report_metadata(context, report.markdown_path)
     return dg.Output(
-        {"report": str(report.markdown_path), "metrics_json": str(report.metrics_json), "metrics": report.metrics,
+        {"report": report_at, "metrics_json": metrics_at, "metrics": report.metrics,
          "mlflow_run_id": run_id},
-        metadata={"report_path": dg.MetadataValue.path(str(report.markdown_path)), "mlflow_run_id": run_id,
+        metadata={"report_path": dg.MetadataValue.path(report_at), "mlflow_run_id": run_id,
                   "mlflow_run": run.url_metadata(), **tracking.promotion_metadata(promotions),
-                  "metrics_json": dg.MetadataValue.path(str(report.metrics_json)),
+                  "metrics_json": dg.MetadataValue.path(metrics_at),
                   "significant_models": ", ".join(
                       f"{name}:{model}" for name, sec in report.document["series"].items()
                       for model, entry in {**sec["models"], **sec["return_models"]}.items()
@@ -353,13 +381,160 @@ def _volatility(context: dg.AssetExecutionContext, sets: dict, clean_prices: dic
     return out
 
 
-def _extra_sections(forecasters: dict) -> dict:
-    """Other evaluations the report shows next to the direction and return tables: the realized-volatility task
-    (computed by forecasters). The Dense U-Net volume translation of issue 9 plugs in here the same way
-    (``{title: {"markdown": str, "json": dict}}``) once an asset computes it."""
+def _volume_translation(context: dg.AssetExecutionContext, config: ForecastersConfig, sets: dict,
+                        clean_prices: dict[str, pd.DataFrame], out_dir: Path, device: "torch.device",  # noqa: F821
+                        checkpoints, run=None) -> dict:
+    """Per series with a usable volume column: a Dense U-Net translating each window's return scalogram into its
+    log-volume scalogram, trained on train, early-stopped on val, scored on test next to the per-scale linear
+    and train-mean baselines, saved (safetensors) under `out_dir/dense_unet/<series>/`. Series whose volume
+    cannot be used (missing, all zero, constant) are skipped with the reason, in the log and in the result.
+    `run` (the forecasters' MLflow run) receives the U-Net's params and each series' MAE/PSNR."""
+    from wavefin_core.evaluation.volume import evaluate_volume_translation, volume_pairs_from_scalograms
+    from wavefin_core.models.dense_unet import (
+        DenseUNetConfig,
+        predict_dense_unet,
+        save_dense_unet,
+        train_dense_unet,
+    )
+
+    cfg = DenseUNetConfig(
+        stem_channels=config.volume_stem_channels, growth_rate=config.volume_growth_rate,
+        layers_per_block=config.volume_layers_per_block, levels=config.volume_levels, epochs=config.volume_epochs,
+        batch_size=config.volume_batch_size, learning_rate=config.volume_learning_rate,
+        patience=config.volume_patience, seed=config.seed, max_steps=config.volume_max_steps)
+    try:
+        cfg.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"forecasters volume_* config: {exc}") from exc
+    if config.volume_input not in ("magnitude", "real_imag"):
+        raise ConfigError(f"forecasters.volume_input={config.volume_input!r} must be 'magnitude' (|CWT|, one "
+                          "channel) or 'real_imag' (two channels).")
+    log_params = run.log_params if run is not None else (lambda params: None)
+    log_metrics = run.log_metrics if run is not None else (lambda metrics: None)
+    log_params({f"volume_{k}": v for k, v in cfg.to_dict().items()} | {"volume_input": config.volume_input,
+                                                                          "volume_test_stride": config.volume_test_stride})
+    out: dict = {"task": "window return scalogram -> |CWT| of the window's standardised log1p volume",
+                 "input_mode": config.volume_input, "test_stride": config.volume_test_stride,
+                 "config": cfg.to_dict(), "series": {}, "skipped": {}}
+    for name, s in sets.items():
+        prices = clean_prices[name]
+        try:
+            if "volume" not in prices.columns:
+                raise DataError(f"{name}: clean_prices has no volume column.")
+            pairs = volume_pairs_from_scalograms(s, prices["volume"], input_mode=config.volume_input, source=name)
+            pairs = pairs.thinned("test", config.volume_test_stride)
+            for split in ("val", "test"):
+                if not (pairs.split == split).any():
+                    raise DataError(f"{name}: no {split} windows for the volume translation; supply more data.")
+        except DataError as exc:  # e.g. FX quotes whose volume is always 0: said in the log and the report
+            context.log.warning(f"volume translation skipped for {name}: {exc}")
+            out["skipped"][name] = str(exc)
+            continue
+        x_test, y_test = pairs.arrays("test")
+        with _one_cpu_thread(device):
+            result = train_dense_unet(*pairs.arrays("train"), *pairs.arrays("val"), cfg, device,
+                                      progress=log_progress(context, f"dense_unet[{name}] epoch"),
+                                      checkpointing=checkpoints, checkpoint_kind=f"dense-unet-{name}")
+            prediction = predict_dense_unet(result.model, x_test)
+        scores = evaluate_volume_translation(pairs, {"dense_unet": prediction})
+        save_dense_unet(result.model, cfg, out_dir / "dense_unet" / name,
+                        extra={"series": name, "pairs": pairs.metadata(), "best_epoch": result.best_epoch,
+                               "history": result.history})
+        figure = _volume_figure(name, x_test, y_test, prediction, scores, out_dir / "dense_unet" / f"{name}.png")
+        scores["dense_unet"] = {"params": result.n_parameters, "train_seconds": result.train_seconds,
+                                "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                                "model": f"dense_unet/{name}", "figure": figure.relative_to(out_dir).as_posix()}
+        out["series"][name] = scores
+        log_metrics({f"volume_{name}_{model}_{metric}": float(row[metric])
+                         for model, row in scores["models"].items() for metric in ("mae", "psnr")
+                         if np.isfinite(row[metric])})
+        log_metrics({f"volume_{name}_dense_unet_train_seconds": result.train_seconds})
+        context.log.info(f"volume translation {name}: " + ", ".join(
+            f"{m} MAE {r['mae']:.4f} PSNR {r['psnr']:.2f} dB" for m, r in scores["models"].items())
+            + f" ({result.n_parameters:,} parameters, {result.train_seconds:.1f} s)")
+    return out
+
+
+@contextmanager
+def _one_cpu_thread(device):
+    """One torch thread while a small model runs on the CPU: the quick Dense U-Net took 7x the CPU time on two
+    threads of a busy 2-core machine (138 vs 19 CPU-s for three series; the result does not depend on it)."""
+    import torch
+
+    if getattr(device, "type", str(device)) != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _volume_figure(name: str, x_test: np.ndarray, y_test: np.ndarray, prediction: np.ndarray, scores: dict,
+                   path: Path) -> Path:
+    """A small PNG of the middle test window: true log-volume scalogram, the Dense U-Net's and the linear line's."""
+    from wavefin_core.evaluation.plots import save_figure
+    from wavefin_core.evaluation.volume import PerScaleLinear, plot_volume_example
+
+    i = len(y_test) // 2
+    linear = PerScaleLinear.from_dict(scores["baseline"]).predict(x_test[i : i + 1])[0, 0]
+    fig = plot_volume_example({"true": y_test[i, 0], "dense_unet": prediction[i, 0], "per_scale_linear": linear},
+                              f"{name}: test window {i} of {len(y_test)}")
+    return save_figure(fig, path, dpi=60)
+
+
+def _with_model_paths(volume: dict | None, storage, model_dir: Path) -> dict | None:
+    """The volume-translation result with each series' stored Dense U-Net and figure locations."""
+    if not volume:
+        return volume
+    series = {name: {**result, "dense_unet": {
+        **result["dense_unet"], "model_path": stored_location(storage, model_dir / result["dense_unet"]["model"]),
+        "figure_path": stored_location(storage, model_dir / result["dense_unet"]["figure"])}}
+        for name, result in volume["series"].items()}
+    return {**volume, "series": series}
+
+
+def _volume_figures(volume: dict, out_dir: Path, storage) -> str:
+    """Copy each series' volume figure into the report's figures/ folder; the markdown that shows them."""
+    import shutil
+
+    links = []
+    for name, result in volume.get("series", {}).items():
+        stored = result.get("dense_unet", {}).get("figure_path")
+        if not stored:
+            continue
+        target = out_dir / "figures" / f"volume_{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(storage.fetch(stored), tmp)
+        links.append(f"![{name}: true vs predicted log-volume scalogram](figures/{target.name})")
+    return "\n\n".join(links)
+
+
+def _volume_summary(volume: dict) -> str:
+    """One metadata line: each series' MAE of the Dense U-Net and of the per-scale linear baseline."""
+    parts = [f"{name}: dense_unet MAE {r['models']['dense_unet']['mae']:.4f} vs per_scale_linear "
+             f"{r['models']['per_scale_linear']['mae']:.4f}" for name, r in volume["series"].items()]
+    return "; ".join(parts + [f"{name}: skipped" for name in volume.get("skipped", {})]) or "no series"
+
+
+def _extra_sections(forecasters: dict, out_dir: Path | None = None, storage=None) -> dict:
+    """Other evaluations the report shows next to the direction and return tables (both computed by
+    forecasters): the realized-volatility task and the Dense U-Net volume translation, as
+    ``{title: {"markdown": str, "json": dict}}`` (with a "key", the JSON becomes that top-level key of
+    metrics.json). With `out_dir` and `storage`, the volume figures are copied into the report's figures/."""
     from wavefin_core.evaluation.volatility import volatility_table
+    from wavefin_core.evaluation.volume import volume_translation_markdown
 
     sections = {}
+    volume = forecasters.get("volume_translation")
+    if volume:
+        figures = _volume_figures(volume, out_dir, storage) if out_dir is not None and storage is not None else ""
+        sections["Volume translation: Dense U-Net vs per-scale linear regression (MAE, PSNR)"] = {
+            "markdown": volume_translation_markdown(volume) + (f"\n{figures}\n" if figures else ""),
+            "json": volume, "key": "volume_translation"}
     volatility = forecasters.get("volatility") or {}
     if volatility:
         sections["Realized volatility (next-h): HAR-RV and GARCH vs naive, by QLIKE and MSE"] = {

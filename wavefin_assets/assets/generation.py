@@ -17,11 +17,14 @@ from wavefin_assets.assets.common import (
     MODEL_GROUP,
     REPORT_GROUP,
     checkpointing,
+    local_manifest_dir,
+    local_model_dir,
     log_progress,
     manifest_of_this_run,
     model_version,
-    prune_model_versions,
+    publish_model_version,
     select_series,
+    stored_location,
 )
 from wavefin_assets.metadata import add_report_metadata, image_md, scalar_metadata
 from wavefin_assets.profiles import PROFILE
@@ -30,6 +33,7 @@ from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.models.versions import check_keep_versions, write_manifest
 
 if TYPE_CHECKING:  # torch/diffusers load with these: the functions import them when they run
+    from wavefin_core.evaluation.augmentation import SyntheticAugmentationConfig
     from wavefin_core.evaluation.reports import SeriesGeneration
     from wavefin_core.scalograms import ScalogramSet
 
@@ -59,6 +63,12 @@ class DiffusionModelConfig(dg.Config):
     lr_schedule: str = PROFILE.diffusion_lr_schedule  # cosine | constant
     ema_decay: float | None = PROFILE.diffusion_ema_decay  # None: no EMA (sample from the trained weights)
     train_stride: int = PROFILE.diffusion_train_stride  # training windows every `train_stride` train returns
+    # Volatility-regime conditioning (wavefin_core.models.regimes): `vol_buckets` realized-volatility quantile
+    # buckets per series (train windows only; 0 = off), the class label becomes (series, bucket) and sampling draws
+    # buckets from the train frequencies. `vol_normalize`: none | window (divide each window by its own volatility,
+    # rescale samples by an empirical draw from their bucket) | bucket (by the bucket's median volatility).
+    vol_buckets: int = PROFILE.diffusion_vol_buckets
+    vol_normalize: str = PROFILE.diffusion_vol_normalize
 
 
 @dg.asset(
@@ -93,8 +103,14 @@ def diffusion_model(
         warmup_steps=config.warmup_steps, lr_schedule=config.lr_schedule, ema_decay=config.ema_decay,
     )
     cfg.validate()
-    train_images, labels, representations = _training_images(sets, config.representation, config.train_stride)
-    counts = {name: int((labels == i).sum()) for i, name in enumerate(sets)}
+    if config.vol_buckets and config.conditioning != "class":
+        raise ConfigError(f"diffusion_model.vol_buckets={config.vol_buckets} conditions the UNet on (series, "
+                          "volatility bucket) and needs conditioning='class'; set conditioning='class' or "
+                          "vol_buckets=0.")
+    train_images, labels, representations, regimes = _regime_training_images(
+        sets, config.representation, config.train_stride, config.vol_buckets, config.vol_normalize)
+    per_series = max(config.vol_buckets, 1)
+    counts = {name: int((labels // per_series == i).sum()) for i, name in enumerate(sets)}
     torch_device = device.torch_device()
     context.log.info(f"Training on {len(train_images)} {config.representation} images {train_images.shape[1:]} "
                      f"(train windows at stride {config.train_stride}: {counts}) on {device.describe()}")
@@ -105,29 +121,32 @@ def diffusion_model(
                           context=context) as run:
         run.log_params({**cfg.to_dict(), "series": ",".join(sets), "n_train": len(train_images),
                         "representation": config.representation, "train_stride": config.train_stride,
+                        "vol_buckets": config.vol_buckets, "vol_normalize": config.vol_normalize,
                         "device": device.describe(), "checkpoint_every": config.checkpoint_every})
         result = train_diffusion(train_images, cfg, torch_device, progress=log_progress(context, "step", 50),
                                  checkpointing=checkpoints,
                                  labels=labels if cfg.conditioning == "class" else None,
-                                 num_classes=len(sets) if cfg.conditioning == "class" else None)
+                                 num_classes=len(sets) * per_series if cfg.conditioning == "class" else None)
         run.log_metric_history("train_loss", result.losses)
         save_diffusion(result, model_dir, series=list(sets),
                        representations={name: rep.to_dict() for name, rep in representations.items()},
+                       regimes={name: r.to_dict() for name, r in regimes.items()} if config.vol_buckets else None,
                        extra={"train_stride": config.train_stride, "train_windows": counts})
-        curve = storage.path("models", "plots") / "diffusion_loss.png"
+        curve = storage.workdir("models", "plots") / "diffusion_loss.png"
         save_figure(plot_training_curve(result.losses), curve)
+        storage.publish("models", "plots")
         run.log_artifact(curve)
         run.log_artifact(model_dir, "diffusion_model")
         first, last = float(np.mean(result.losses[:20])), float(np.mean(result.losses[-20:]))
         run.log_metrics({"loss_first20": first, "loss_last20": last})
         registered = tracking.register_diffusion(run, model_dir, list(sets), {"loss_last20": last})
         run_id = run.run_id
-    manifest = {"path": str(model_dir), "version": context.run_id, "series": list(sets),
+    manifest = {"path": stored_location(storage, model_dir), "version": context.run_id, "series": list(sets),
                 "sample_shape": list(result.sample_shape), "mlflow_run_id": run_id, "device": device.describe(),
                 "registered_model": registered}
     write_manifest(model_dir, manifest)
     checkpoints.clear()
-    prune_model_versions(context, model_dir, config.keep_versions)
+    publish_model_version(context, storage, model_dir, config.keep_versions)  # uploaded when storage is remote
     return dg.Output(
         manifest,
         metadata={
@@ -139,25 +158,37 @@ def diffusion_model(
             "train_scalograms": len(train_images),
             "train_windows_per_series": dg.MetadataValue.json(counts),
             "representation": config.representation,
+            "vol_buckets": config.vol_buckets,
+            "vol_normalize": config.vol_normalize,
             "levers": dg.MetadataValue.json({k: cfg.to_dict()[k] for k in (
                 "conditioning", "prediction_type", "warmup_steps", "lr_schedule", "ema_decay")}),
             "steps": len(result.losses),
             "loss_first20": first,
             "loss_last20": last,
-            "model_path": dg.MetadataValue.path(str(model_dir)),
+            "model_path": dg.MetadataValue.path(manifest["path"]),
             "loss_curve": image_md(curve, "loss"),
         },
     )
 
 
 def _training_images(sets: dict[str, "ScalogramSet"], representation: str, stride: int):
-    """(images, class labels, representation per series): every series' train windows at `stride`, encoded by
-    a `representation` fitted on those train windows only (its own scaling, so series of different units never
-    share one). Stride 1 is time-shift augmentation: every window of the contiguous train returns."""
+    """(images, class labels, representation per series), without volatility regimes (see below)."""
+    return _regime_training_images(sets, representation, stride)[:3]
+
+
+def _regime_training_images(sets: dict[str, "ScalogramSet"], representation: str, stride: int,
+                            vol_buckets: int = 0, vol_normalize: str = "none"):
+    """(images, class labels, representation per series, volatility regimes per series): every series' train
+    windows at `stride`, encoded by a `representation` fitted on those train windows only (its own scaling, so
+    series of different units never share one). Stride 1 is time-shift augmentation: every window of the
+    contiguous train returns. With `vol_buckets`, labels are (series, volatility bucket) and the windows are
+    normalised as `vol_normalize` says, all fitted on the train windows (wavefin_core.models.regimes)."""
     from wavefin_core.data.memory import check_allocation
+    from wavefin_core.models.regimes import check_regime_config, encode_training_windows
     from wavefin_core.scalograms import contiguous_returns
     from wavefin_core.wavelets.representations import make_representation
 
+    check_regime_config(vol_buckets, vol_normalize)
     if isinstance(stride, bool) or stride < 1:
         raise ConfigError(f"diffusion_model.train_stride={stride} must be an integer >= 1 (1 = every window).")
     windows, representations = {}, {}
@@ -175,9 +206,8 @@ def _training_images(sets: dict[str, "ScalogramSet"], representation: str, strid
     check_allocation(f"diffusion_model training images ({representation})", total * int(np.prod(shape)) * 4 * 2,
                      f"{total} windows x {shape} x float32, twice while stacking",
                      "Raise diffusion_model.train_stride (fewer windows) or lower scalograms.num_scales.")
-    images = [representations[name].fit(w).encode(w) for name, w in windows.items()]
-    labels = np.concatenate([np.full(len(w), i, dtype=np.int64) for i, w in enumerate(windows.values())])
-    return np.concatenate(images), labels, representations
+    images, labels, regimes = encode_training_windows(windows, representations, vol_buckets, vol_normalize)
+    return images, labels, representations, regimes
 
 
 class SyntheticSeriesConfig(dg.Config):
@@ -214,13 +244,14 @@ def synthetic_series(
     scalograms: dict[str, pa.Table],
     clean_prices: dict[str, pd.DataFrame],
     device: DeviceResource,
+    storage: StorageResource,
 ) -> dg.Output[pa.Table]:
     from wavefin_core.evaluation.reports import derived_seed
     from wavefin_core.models import load_diffusion
     manifest = manifest_of_this_run(context, diffusion_model)
     _check_synthetic_config(config)
     torch_device = device.torch_device()
-    model, scheduler, meta = load_diffusion(manifest["path"], device=torch_device)
+    model, scheduler, meta = load_diffusion(local_model_dir(storage, manifest["path"]), device=torch_device)
     names = list(config.series) or list(manifest["series"])
     unknown = [name for name in names if name not in meta["representations"]]
     if unknown:
@@ -235,20 +266,22 @@ def synthetic_series(
     for name in names:
         seed = derived_seed(config.seed, name)
         started = time.perf_counter()
-        images = _sample(context, model, scheduler, shape, config.n_samples, config.sampler,
-                         config.num_inference_steps, seed, config.batch_size, torch_device, name, targets[name])
+        images, scales = _sample(context, model, scheduler, shape, config.n_samples, config.sampler,
+                                 config.num_inference_steps, seed, config.batch_size, torch_device, name,
+                                 targets[name])
         seconds += time.perf_counter() - started
-        returns, residual = _decode(targets[name], images, name, config.sampler)
+        returns, residual = _decode(targets[name], images, scales, name, config.sampler)
         start_price, start_time = _last_train_close(sets[name], clean_prices, name)
         parts.append(_synthetic_rows(name, returns, residual, start_price))
+        train_std = _train_std(targets[name], sets[name])
         per_series[name] = {"seed": seed, "start_price": start_price, "start_time": start_time,
                             "median_projection_residual": float(np.median(residual)),
                             "synthetic_return_std": float(returns.std()),
-                            "train_return_std": targets[name].train_std, "class_label": targets[name].label,
-                            "projected": config.project}
+                            "train_return_std": train_std, "class_label": targets[name].label,
+                            "vol_buckets": targets[name].regimes.k, "projected": config.project}
         context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
                          f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
-                         f"{targets[name].train_std:.3g}")
+                         f"{train_std:.3g}")
     table = pa.concat_tables(parts)
     main = {"sampler": config.sampler, "steps": config.num_inference_steps,
             "seconds_per_1000": 1000.0 * seconds / (config.n_samples * len(names))}
@@ -296,43 +329,64 @@ def _check_synthetic_config(config: SyntheticSeriesConfig) -> None:
 
 @dataclass
 class _SeriesTarget:
-    """What sampling one series needs: its class label (None: unconditional model), its fitted representation
-    and whether to project onto its realizable images."""
+    """What sampling one series needs: its series index (None: unconditional model), its fitted representation,
+    its volatility regimes (k = 0 when the model has none) and whether to project onto its realizable images."""
 
     label: int | None
     representation: Any
     project: bool
+    regimes: Any = None
 
     @classmethod
     def of(cls, meta: dict, name: str, project: bool) -> "_SeriesTarget":
+        from wavefin_core.models.regimes import regimes_from_meta
         from wavefin_core.wavelets.representations import representation_from_dict
 
         conditioned = meta["config"].get("conditioning") == "class"
         return cls(label=meta["series"].index(name) if conditioned else None,
-                   representation=representation_from_dict(meta["representations"][name]), project=project)
+                   representation=representation_from_dict(meta["representations"][name]), project=project,
+                   regimes=regimes_from_meta(meta, name))
 
     @property
     def train_std(self) -> float:
+        """The train return std the representation saw (with volatility normalisation: of normalised windows,
+        so synthetic_series reports the series' own train std instead)."""
         return float(self.representation.std)
 
 
 def _sample(context: dg.AssetExecutionContext, model, scheduler, shape, n: int, sampler: str, steps: int,
-            seed: int, batch_size: int, torch_device, label: str, target: _SeriesTarget) -> np.ndarray:
+            seed: int, batch_size: int, torch_device, label: str, target: _SeriesTarget
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(images, scale per image): each image's class label is (series, volatility bucket drawn from the train
+    frequencies) and its decoded returns are multiplied by its scale (1 without volatility normalisation)."""
     from wavefin_core.models import sample_diffusion
+    from wavefin_core.models.regimes import sampling_plan
     total = -(-n // batch_size) * steps
+    labels, scales = sampling_plan(target.regimes, target.label, n, seed)
     return sample_diffusion(model, shape, n, sampler=sampler, num_inference_steps=steps, seed=seed,
                             device=torch_device, train_scheduler=scheduler, batch_size=batch_size,
-                            class_labels=target.label,
+                            class_labels=labels,
                             project=target.representation.project if target.project else None,
-                            progress=log_progress(context, f"{label}: {sampler} step", max(1, total // 4)))
+                            progress=log_progress(context, f"{label}: {sampler} step", max(1, total // 4))), scales
 
 
-def _decode(target: _SeriesTarget, images: np.ndarray, series: str, sampler: str) -> tuple[np.ndarray, np.ndarray]:
+def _train_std(target: _SeriesTarget, s: "ScalogramSet") -> float:
+    """The series' train return std: the representation's, unless it was fitted on volatility-normalised windows."""
+    if target.regimes.normalize == "none":
+        return target.train_std
+    from wavefin_core.scalograms import contiguous_returns
+    return float(contiguous_returns(s, "train").std())
+
+
+def _decode(target: _SeriesTarget, images: np.ndarray, scales: np.ndarray, series: str,
+            sampler: str) -> tuple[np.ndarray, np.ndarray]:
     """Generated images -> (log returns in the series' units, relative projection residual per window: how far
-    each image was from one a real series produces, 0 = exactly one)."""
+    each image was from one a real series produces, 0 = exactly one). `scales` undo the volatility
+    normalisation (decode is linear, so scaling after it equals decoding the scaled image)."""
     bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
     if not bad.any():
         returns, residual = target.representation.decode(images)
+        returns = returns * np.asarray(scales, dtype=np.float64)[:, None]
         bad = ~np.isfinite(returns).all(axis=1)
     if bad.any():
         raise DataError(
@@ -397,11 +451,11 @@ def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler
             seconds_per_1000, note = main["seconds_per_1000"], "the main sampler: its windows and timing"
         else:
             started = time.perf_counter()
-            images = _sample(context, model, scheduler, shape, sizes[sampler], sampler, steps,
+            images, scales = _sample(context, model, scheduler, shape, sizes[sampler], sampler, steps,
                              derived_seed(config.seed, name, sampler), config.batch_size, torch_device,
                              f"samplers table {label}", targets[name])
             seconds_per_1000 = 1000.0 * (time.perf_counter() - started) / sizes[sampler]
-            windows, _ = _decode(targets[name], images, name, sampler)
+            windows, _ = _decode(targets[name], images, scales, name, sampler)
             note = ""
         score = posthoc_discriminative_score(real, windows, seeds=config.bench_discriminative_seeds)
         out[sampler] = {"steps": steps, "seconds_per_1000": seconds_per_1000, "discriminative_score": score["mean"],
@@ -433,6 +487,12 @@ class GenerationReportConfig(dg.Config):
     predictive_seeds: int = PROFILE.predictive_seeds
     classifier_steps: int | None = None  # training steps of the score networks (None: their defaults)
     max_inline_kb: int = 200  # thumbnails inlined into the Dagster metadata up to this size; the rest are links
+    # "Does synthetic data help a forecaster?": a 1-D CNN trained on real train examples only vs real + generated
+    # windows, same seeds and steps (wavefin_core.evaluation.augmentation). augmentation_seeds=0 turns it off.
+    augmentation_seeds: int = PROFILE.augmentation_seeds
+    augmentation_epochs: int = PROFILE.augmentation_epochs
+    augmentation_train_stride: int = PROFILE.augmentation_train_stride
+    augmentation_synthetic_ratio: float = PROFILE.augmentation_synthetic_ratio
 
 
 @dg.asset(
@@ -441,7 +501,8 @@ class GenerationReportConfig(dg.Config):
     description="Per series: wavefin's windows against GARCH(1,1)-t, GJR-GARCH(1,1)-t, a stationary block "
     "bootstrap, a fitted Merton jump diffusion, i.i.d. Gaussian and real train windows (the floor), all fitted on "
     "the train split, scored on the held-out test windows at stride 1: discriminative (mean ± std over seeds), "
-    "TSTR, TSGBench MDD/ACD/SD/KD, stylized facts; the samplers table; plots; metrics.json.",
+    "TSTR, TSGBench MDD/ACD/SD/KD, stylized facts; does synthetic data help a forecaster (a 1-D CNN trained on "
+    "real only vs real + wavefin windows, same seeds); the samplers table; plots; metrics.json.",
 )
 def generation_report(
     context: dg.AssetExecutionContext,
@@ -455,7 +516,7 @@ def generation_report(
     meta = json.loads(synthetic_series.schema.metadata[SYNTHETIC_METADATA_KEY])
     sets = select_series(scalograms, meta["series"])
     inputs = [_series_input(name, sets[name], synthetic_series, meta) for name in meta["series"]]
-    out_dir = storage.path("reports", "generation")
+    out_dir = storage.workdir("reports", "generation")  # local; published below when storage is remote
     run_context = {"series": ",".join(meta["series"]), "sampler": meta["sampler"],
                    "inference_steps": meta["num_inference_steps"], "synthetic_windows_per_series": meta["n_samples"],
                    "model_version": meta.get("model_version"), "discriminative_seeds": config.discriminative_seeds,
@@ -465,15 +526,19 @@ def generation_report(
         inputs, out_dir, title="wavefin generation report", context=run_context, samplers=meta.get("samplers"),
         seed=config.seed, discriminative_seeds=config.discriminative_seeds, predictive_seeds=config.predictive_seeds,
         classifier_steps=config.classifier_steps, log=context.log.info,
+        augmentation=_augmentation_config(config),
     )
     context.log.info(f"generation report written in {time.perf_counter() - started:.1f}s: {report.markdown_path}")
+    storage.publish("reports", "generation")
+    report_at = stored_location(storage, report.markdown_path)  # what the output names: a path or a URL
+    metrics_at = stored_location(storage, report.metrics_json)
     with mlflow.start_run("generation_report", tags={"asset": "generation_report", "profile": PROFILE.name},
                           context=context) as run:
         run.log_params(run_context)
         run.log_metrics(report.metrics)
         run.log_artifact(out_dir, "generation_report")
-        promotion = tracking.promote_diffusion(mlflow, run, meta["model_path"], report.metrics, meta["series"],
-                                               log=context.log.warning)
+        promotion = tracking.promote_diffusion(mlflow, run, local_manifest_dir(storage, meta["model_path"]),
+                                               report.metrics, meta["series"], log=context.log.warning)
         run_id = run.run_id
     verdicts = [section["verdict"] for section in report.document["series"].values()]
     headline = {k: v for k, v in report.metrics.items()
@@ -481,14 +546,26 @@ def generation_report(
     # The report markdown goes on the materialization only (Output metadata would be stored twice).
     add_report_metadata(context, report.markdown_path, max_inline_bytes=config.max_inline_kb * 1024)
     return dg.Output(
-        {"report": str(report.markdown_path), "metrics_json": str(report.metrics_json), "metrics": report.metrics,
+        {"report": report_at, "metrics_json": metrics_at, "metrics": report.metrics,
          "mlflow_run_id": run_id},
-        metadata={"report_path": dg.MetadataValue.path(str(report.markdown_path)),
-                  "metrics_json": dg.MetadataValue.path(str(report.metrics_json)), "mlflow_run_id": run_id,
+        metadata={"report_path": dg.MetadataValue.path(report_at),
+                  "metrics_json": dg.MetadataValue.path(metrics_at), "mlflow_run_id": run_id,
                   "mlflow_run": run.url_metadata(), **tracking.promotion_metadata(promotion),
                   "verdicts": dg.MetadataValue.md("\n".join(f"- {v}" for v in verdicts)),
                   **scalar_metadata(headline)},
     )
+
+
+def _augmentation_config(config: GenerationReportConfig) -> "SyntheticAugmentationConfig | None":
+    """The synthetic-augmentation experiment's config (None when augmentation_seeds=0), checked before any work."""
+    from wavefin_core.evaluation.augmentation import SyntheticAugmentationConfig
+    if config.augmentation_seeds == 0:
+        return None
+    cfg = SyntheticAugmentationConfig(seeds=config.augmentation_seeds, epochs=config.augmentation_epochs,
+                                      train_stride=config.augmentation_train_stride,
+                                      synthetic_ratio=config.augmentation_synthetic_ratio, seed=config.seed)
+    cfg.validate("generation_report")
+    return cfg
 
 
 def _series_input(name: str, s: "ScalogramSet", synthetic: pa.Table, meta: dict) -> "SeriesGeneration":
@@ -515,4 +592,5 @@ def _series_input(name: str, s: "ScalogramSet", synthetic: pa.Table, meta: dict)
         real_scalograms=np.abs(from_channels(test_images[np.linspace(0, len(test_images) - 1, num=min(
             4, len(test_images))).round().astype(int)])),
         synth_scalograms=np.abs(synth_images),
+        val_returns=contiguous_returns(s, "val"), horizon=int(s.horizon),
     )

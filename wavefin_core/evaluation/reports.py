@@ -151,6 +151,10 @@ class SeriesGeneration:
     context: dict[str, Any] = field(default_factory=dict)
     real_scalograms: np.ndarray | None = None
     synth_scalograms: np.ndarray | None = None
+    # "Does synthetic data help a forecaster?" (wavefin_core.evaluation.augmentation) early-stops on the
+    # contiguous VAL returns and labels the next `horizon` returns; without val_returns it is skipped.
+    val_returns: np.ndarray | None = None
+    horizon: int = 1
 
 
 def derived_seed(*parts: Any) -> int:
@@ -399,6 +403,10 @@ def build_generation_metrics(sections: dict[str, dict[str, Any]], samplers: dict
                      "(wavefin_core.evaluation.facts.FACT_TOLERANCES)",
             "verdict": f"differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise count",
             "overlapping_windows": _OVERLAP_NOTE,
+            "augmentation": "does synthetic data help a forecaster: the same 1-D CNN trained on real train examples "
+                            "only (A) and on them plus generated windows (B), same seeds and optimizer steps, "
+                            "early-stopped on real val, scored on the real stride-1 test windows; exact McNemar on "
+                            "the pooled predictions of all seeds (wavefin_core.evaluation.augmentation)",
         },
         "series": series_out,
         "samplers": sampler_part,
@@ -475,9 +483,19 @@ def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figur
         "(present in real and within tolerance), ✗ = not.", "",
         _table(["fact", "present in real when", "real", "present?", *gens], fact_rows), "",
         "### Generators", *about, "",
+        *_augmentation_section_md(section),
         "### Figures", *[f"{m}\n" for m in figures],
     ]
     return md
+
+
+def _augmentation_section_md(section: dict[str, Any]) -> list[str]:
+    """"Does synthetic data help a forecaster?" (nothing when the experiment did not run)."""
+    if not section.get("augmentation"):
+        return []
+    from wavefin_core.evaluation.augmentation import augmentation_md
+
+    return augmentation_md(section["augmentation"], section["generators"].get("wavefin", {}).get("predictive_score"))
 
 
 def _samplers_md(samplers: dict[str, Any]) -> list[str]:
@@ -528,6 +546,13 @@ def _flat_headline(document: dict[str, Any]) -> dict[str, float]:
     flat: dict[str, float] = {}
     for name, section in document["series"].items():
         flat[f"{name}.n_real_test"] = float(section["n_real_test"])
+        if section.get("augmentation"):
+            aug = section["augmentation"]
+            flat.update({f"{name}.augmentation.accuracy_real_only": aug["real_only"]["accuracy"]["mean"],
+                         f"{name}.augmentation.accuracy_real_plus_synthetic":
+                             aug["real_plus_synthetic"]["accuracy"]["mean"],
+                         f"{name}.augmentation.accuracy_difference": aug["difference"]["accuracy"]["mean"],
+                         f"{name}.augmentation.p_value": aug["test"]["p_value"]})
         for gen, e in section["generators"].items():
             values = {
                 "discriminative_mean": e["discriminative_score"]["mean"],
@@ -559,6 +584,7 @@ def write_generation_report(
     classifier_steps: int | None = None,
     log: ProgressLog | None = None,
     filename: str = "generation_report.md",
+    augmentation: Any = None,
 ) -> ReportResult:
     """Per-series generation report: wavefin against every classical generator on each series' held-out data.
 
@@ -571,6 +597,9 @@ def write_generation_report(
     fills the samplers table. Writes ``out_dir/filename`` (markdown), ``out_dir/figures/*.png`` and
     ``out_dir/metrics.json`` (schema in :func:`build_generation_metrics`), each atomically. ``log`` receives
     progress lines. The returned metrics are the flat headline numbers (:func:`_flat_headline`).
+    ``augmentation`` (a :class:`~wavefin_core.evaluation.augmentation.SyntheticAugmentationConfig`; None: off)
+    adds per series with ``val_returns`` the section "Does synthetic data help a forecaster?" and its
+    ``metrics.json`` key ``series[NAME]["augmentation"]``.
     """
     if not series:
         raise ConfigError("write_generation_report needs at least one series; train the model on a series first.")
@@ -586,6 +615,10 @@ def write_generation_report(
         section, windows = evaluate_series(data, seed=seed, discriminative_seeds=discriminative_seeds,
                                            predictive_seeds=predictive_seeds, classifier_steps=classifier_steps,
                                            log=log)
+        if augmentation is not None and data.val_returns is not None:
+            from wavefin_core.evaluation.augmentation import augmentation_for_report
+
+            section["augmentation"] = augmentation_for_report(data, section, augmentation, log)
         sections[data.name] = section
         figure_links = _series_figures(figs, data, section, windows)
         series_md += _series_md(data.name, section, data, figure_links, discriminative_seeds)
@@ -1046,7 +1079,8 @@ def write_forecast_report(
     ``figures_data`` (optional): ``{"training_losses": {model: [loss, ...]}, "n_last": int}``.
     ``walk_forward`` (optional): ``{series: walk_forward_evaluate(...)}``, shown as mean ± std over folds.
     ``extra_sections`` (optional): ``{title: {"markdown": str, "json": dict}}`` from other evaluations (the
-    volume translation and realized-volatility tasks), appended to the report and to ``metrics.json``.
+    volume translation and realized-volatility tasks), appended to the report and to ``metrics.json`` (under
+    ``extra.<title>``, or as the top-level key ``part["key"]`` when the part names one).
     Flat metrics (for MLflow / Dagster): ``{series}.{model}.{metric}`` and ``{series}.n_test``.
     """
     if not series:
@@ -1058,7 +1092,15 @@ def write_forecast_report(
     sections = {sf.name: evaluate_forecast_series(sf, alpha) for sf in series}
     extra_sections = extra_sections or {}
     document = build_forecast_metrics(sections, model_info, context, walk_forward,
-                                      {title: part.get("json") for title, part in extra_sections.items()})
+                                      {title: part.get("json") for title, part in extra_sections.items()
+                                       if not part.get("key")})
+    for title, part in extra_sections.items():  # a section with a "key" is that top-level key of metrics.json
+        key = part.get("key")
+        if key and key in document:
+            raise ConfigError(f"extra section {title!r}: key {key!r} is already a key of the forecast metrics.json "
+                              f"({sorted(document)}); give the section another key.")
+        if key:
+            document[key] = _json_safe(part.get("json"), key, document["null_values"], "not finite")
 
     metrics: dict[str, float] = {}
     md = [f"# {title}", "", "## Run context", _context_md(context), "",

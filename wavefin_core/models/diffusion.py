@@ -32,9 +32,11 @@ from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.io import atomic_directory
 from wavefin_core.models.checkpoint import Checkpointing, TrainingState, fingerprint
 from wavefin_core.models.diffusion_sampling import (
+    CPU_THREADS,
     PREDICTION_TYPES,
     SAMPLERS,
     build_sampling_scheduler,
+    cpu_threads,
     padded_for_depth,
     sample_diffusion,
 )
@@ -284,6 +286,7 @@ def train_diffusion(
     checkpointing: Checkpointing | None = None,
     labels: np.ndarray | None = None,
     num_classes: int | None = None,
+    threads: int | None = CPU_THREADS,
 ) -> DiffusionResult:
     """Train a UNet on images `x` (N, C, H, W) with the MSE of `cfg.prediction_type` and AdamW.
 
@@ -294,7 +297,8 @@ def train_diffusion(
     the complete training state (weights, EMA weights, AdamW, LR schedule, RNGs, data position) is saved every
     `checkpointing.every` steps and a checkpoint of the same config and data is resumed ("resuming from step N"
     in its log), giving the same final weights as an uninterrupted run. A NaN/inf loss or weight raises
-    TrainingDivergedError naming the step; nothing non-finite is checkpointed.
+    TrainingDivergedError naming the step; nothing non-finite is checkpointed. On CPU it trains with `threads`
+    intra-op threads (`CPU_THREADS`, measured fastest on a shared machine; None: torch's current setting).
     """
     x = check_scalograms(x)
     cfg.validate()
@@ -318,7 +322,7 @@ def train_diffusion(
         arrays = (x,) if label_tensor is None else (x, label_tensor.numpy())
         checkpointer = checkpointing.bind("diffusion", fingerprint("diffusion", cfg.to_dict(), *arrays))
 
-    with seeded(cfg.seed, device) as generator:
+    with seeded(cfg.seed, device) as generator, cpu_threads(device, threads):
         model = build_unet(cfg, channels, (height, width), num_classes).to(device)
         ema = WeightsEMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
         scheduler = build_train_scheduler(cfg, data_abs_max=float(np.abs(x).max()))
@@ -419,6 +423,7 @@ def save_diffusion(
     sample_shape: tuple[int, int, int] | None = None,
     series: list[str] | None = None,
     representations: dict[str, dict[str, Any]] | None = None,
+    regimes: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Save model, EMA model, scheduler and metadata under `directory`, atomically.
 
@@ -426,7 +431,8 @@ def save_diffusion(
     `save_pretrained` directories (safetensors) that `UNet2DModel.from_pretrained` loads; `scheduler/`; and
     `wavefin.json` with the config, the sample shape, `series` (class index -> series name, for a conditioned
     model), `representations` (series -> its representation's `to_dict()`, to decode samples) and `extra`
-    (caller metadata; numpy scalars and arrays become JSON). `result` is a DiffusionResult, or a (model,
+    (caller metadata; numpy scalars and arrays become JSON), and `regimes` (series -> its volatility regimes'
+    `VolRegimes.to_dict()`, see `regimes`: the class label is then (series, bucket), series-major). `result` is a DiffusionResult, or a (model,
     scheduler) pair together with `config` and `sample_shape`. Everything is written to a temporary sibling
     directory and renamed into place, so a failed save leaves any previous model untouched.
     """
@@ -438,9 +444,11 @@ def save_diffusion(
         if config is None or sample_shape is None:
             raise TypeError("save_diffusion((model, scheduler), ...) also needs config= and sample_shape=.")
     n_classes = model.config.num_class_embeds
-    if series is not None and n_classes is not None and len(series) != n_classes:
-        raise ConfigError(f"series= names {len(series)} series but the model has {n_classes} classes; pass the "
-                          "series in class-index order, one per class.")
+    per_series = max([max(int(r.get("k", 0)), 1) for r in (regimes or {}).values()] or [1])
+    if series is not None and n_classes is not None and len(series) * per_series != n_classes:
+        raise ConfigError(f"series= names {len(series)} series with {per_series} volatility bucket(s) each but "
+                          f"the model has {n_classes} classes; pass the series in class-index order (and regimes= "
+                          "for a model conditioned on volatility buckets).")
     meta = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -448,6 +456,7 @@ def save_diffusion(
         "sample_shape": [int(v) for v in sample_shape],
         "series": list(series) if series is not None else None,
         "representations": representations or {},
+        "regimes": regimes or {},
         "ema": ema_model is not None,
         "extra": extra or {},
     }
@@ -476,7 +485,7 @@ def load_diffusion(
 
     `weights="ema"` loads the EMA weights when the model has them (what sampling should use), else the trained
     ones; `weights="trained"` always loads `unet/`. meta has "config" (a DiffusionConfig dict), "sample_shape"
-    (a tuple), "series", "representations", "ema" and "extra" (the caller's dict), plus "weights" (which
+    (a tuple), "series", "representations", "regimes" ({} without), "ema" and "extra" (the caller's dict), plus "weights" (which
     directory was loaded). Models saved by an older wavefin are refused with a DataError saying to retrain.
     """
     if weights not in ("ema", "trained"):
