@@ -26,6 +26,7 @@ from wavefin_assets.assets.common import (
     stored_location,
 )
 from wavefin_assets.metadata import add_report_metadata, scalar_metadata
+from wavefin_assets.partitions import FORECAST_CHECK_SERIES
 from wavefin_assets.profiles import PROFILE
 from wavefin_assets.resources import DeviceResource, MLflowResource, StorageResource
 from wavefin_core.errors import ConfigError, DataError
@@ -73,6 +74,9 @@ class ForecastersConfig(dg.Config):
     volume_learning_rate: float = PROFILE.volume_learning_rate
     volume_patience: int = 5
     volume_test_stride: int = PROFILE.volume_test_stride  # score every k-th test window (they overlap at stride 1)
+    # series left out of the volume translation: the forecasting check series, whose volume is simulated
+    # independently of its returns (nothing to translate; measured: nothing beat the train mean there)
+    volume_exclude: list[str] = list(FORECAST_CHECK_SERIES)
     lstm_hidden_size: int = 32
     haar_level: int = 3  # causal Haar denoising depth of the Haar-LSTM's inputs
     checkpoint_every: int = PROFILE.checkpoint_every  # optimizer steps between checkpoints (resumed after a crash)
@@ -417,6 +421,10 @@ def _volume_translation(context: dg.AssetExecutionContext, config: ForecastersCo
                  "input_mode": config.volume_input, "test_stride": config.volume_test_stride,
                  "config": cfg.to_dict(), "series": {}, "skipped": {}}
     for name, s in sets.items():
+        if name in config.volume_exclude:
+            out["skipped"][name] = "left out by forecasters.volume_exclude"
+            context.log.info(f"volume translation: {name} left out (forecasters.volume_exclude)")
+            continue
         prices = clean_prices[name]
         try:
             if "volume" not in prices.columns:

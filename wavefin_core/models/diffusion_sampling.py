@@ -35,10 +35,12 @@ TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
-#: Intra-op torch threads for diffusion training and sampling on CPU. 1, measured (bench/bench_diffusion.py, 2 vCPUs
-#: busy with other work, as when Dagster runs other steps): a quick-profile step took 1.70 s with torch's default
-#: of all cores vs 0.52 s with 1 at load 4, 24.0 vs 2.3 s at load 18. Fixed, so CPU runs reproduce.
-CPU_THREADS = 1
+#: Intra-op torch threads for diffusion training and sampling on CPU; None keeps torch's setting (all cores).
+#: Measured on 2 vCPUs (bench/bench_diffusion.py and an interleaved A/B of `train_diffusion`): on an idle machine
+#: torch's 2 threads are 1.5x faster than 1 (0.20-0.22 vs 0.30-0.34 s per quick step), while on a machine busy
+#: with other work 1 thread wins by 3x or more (0.52 vs 1.70 s at load 4, 2.3 vs 24.0 s at load 18). `make run`
+#: trains alone, so the default is all cores; pass `threads=1` (or set torch's count) when steps share the cores.
+CPU_THREADS: int | None = None
 
 
 @contextmanager
