@@ -11,7 +11,8 @@ For each N, in a fresh process with its own empty storage, prices folder and Dag
 2. registers them as `series` partitions (`register_series`, as `make run` and the sensor do);
 3. materializes raw_prices -> clean_prices -> segments -> scalograms for every series the way `make run` does:
    one `ingest` run per series, P runs at a time, each on the multiprocess executor
-   (`wavefin_assets.run_all.ingest_in_parallel`).
+   (`wavefin_assets.run_all.ingest_in_parallel`), or, with P = 1 (`make run`'s default below 4 cores), one run
+   after another in this process (`_ingest_one_by_one`). P defaults to `run_all.default_parallel()`.
 
 It prints one row per N: wall time of step 3, time per series (wall / N) and its ratio to the smallest N. The
 goal is a flat time per series (at most 1.3x from 10 to 50): nothing in the data path may grow with the
@@ -41,7 +42,7 @@ def one_scale(n: int, bars: int, parallel: int, root: Path) -> dict:
     import dagster as dg
 
     from wavefin_assets.partitions import register_series
-    from wavefin_assets.run_all import ingest_in_parallel
+    from wavefin_assets.run_all import _ingest_one_by_one, ingest_in_parallel, ingest_job
     from wavefin_core.data import simulate_mjd
 
     prices = Path(os.environ["WAVEFIN_PRICES_DIR"])
@@ -58,7 +59,8 @@ def one_scale(n: int, bars: int, parallel: int, root: Path) -> dict:
         keys = [k for k in keys if k.startswith("csv-")]
         assert len(keys) == n, keys
         t0 = time.perf_counter()
-        failed = ingest_in_parallel(instance, keys, quiet, parallel)
+        failed = (ingest_in_parallel(instance, keys, quiet, parallel) if parallel > 1
+                  else _ingest_one_by_one(ingest_job(), instance, keys, quiet))
         wall = time.perf_counter() - t0
         runs = instance.get_runs()
         durations = sorted(r.end_time - r.start_time for r in (instance.get_run_record_by_id(x.run_id)
@@ -100,9 +102,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10,25,50", help="comma-separated numbers of series")
     parser.add_argument("--bars", type=int, default=2500, help="daily bars per series")
-    parser.add_argument("--parallel", type=int, default=os.cpu_count() or 1, help="ingest runs at a time")
+    from wavefin_assets.run_all import default_parallel
+
+    parser.add_argument("--parallel", type=int, default=default_parallel(),
+                        help="ingest runs at a time (1: one after another in-process; default: as `make run`)")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; each N keeps its fastest")
-    parser.add_argument("--quick", action="store_true", help="2 and 4 series of 1,000 bars, one round (3-4 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="2 and 4 series of 1,000 bars, one round")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one N in this process
     args = parser.parse_args()
     if args.one is not None:
@@ -125,7 +130,8 @@ def main() -> int:
     rows = [best[n] for n in sizes]
 
     base = rows[0]["per_series_s"]
-    print(f"\n{args.bars} daily bars per series, {args.parallel} ingest runs at a time (multiprocess executor), "
+    how = "multiprocess executor" if args.parallel > 1 else "in-process, one after another"
+    print(f"\n{args.bars} daily bars per series, {args.parallel} ingest run(s) at a time ({how}), "
           f"{os.cpu_count()} CPUs, best of {args.rounds} interleaved round(s), load average (1 min) "
           f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after\n")
     print("| series | wall (s) | per series (s) | vs smallest | median run (s) | failed |")
