@@ -2,7 +2,6 @@
 (with naive baselines, walk-forward folds and the realized-volatility task)."""
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -400,6 +399,7 @@ def _volume_translation(context: dg.AssetExecutionContext, config: ForecastersCo
         save_dense_unet,
         train_dense_unet,
     )
+    from wavefin_core.models.training import cpu_threads
 
     cfg = DenseUNetConfig(
         stem_channels=config.volume_stem_channels, growth_rate=config.volume_growth_rate,
@@ -439,7 +439,9 @@ def _volume_translation(context: dg.AssetExecutionContext, config: ForecastersCo
             out["skipped"][name] = str(exc)
             continue
         x_test, y_test = pairs.arrays("test")
-        with _one_cpu_thread(device):
+        # one thread for this small model: two threads of a busy 2-core machine took 7x the CPU time (138 vs 19
+        # CPU-s for three series); the result does not depend on it
+        with cpu_threads(device, 1):
             result = train_dense_unet(*pairs.arrays("train"), *pairs.arrays("val"), cfg, device,
                                       progress=log_progress(context, f"dense_unet[{name}] epoch"),
                                       checkpointing=checkpoints, checkpoint_kind=f"dense-unet-{name}")
@@ -463,21 +465,6 @@ def _volume_translation(context: dg.AssetExecutionContext, config: ForecastersCo
     return out
 
 
-@contextmanager
-def _one_cpu_thread(device):
-    """One torch thread while a small model runs on the CPU: the quick Dense U-Net took 7x the CPU time on two
-    threads of a busy 2-core machine (138 vs 19 CPU-s for three series; the result does not depend on it)."""
-    import torch
-
-    if getattr(device, "type", str(device)) != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _volume_figure(name: str, x_test: np.ndarray, y_test: np.ndarray, prediction: np.ndarray, scores: dict,

@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -117,17 +116,6 @@ def _split_windows(windows: np.ndarray, horizon: int) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(windows[:, :cut]), (windows[:, cut:].sum(axis=1) > 0).astype(np.int64)
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Small 1-D CNNs train faster on one thread than on two busy ones (and the result does not depend on it)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
@@ -205,7 +193,8 @@ def synthetic_augmentation(
     predictions: dict[str, list[np.ndarray]] = {arm: [] for arm in arms}
     seeds = [cfg.seed + k for k in range(cfg.seeds)]
     started = time.perf_counter()
-    with _one_thread():
+    from wavefin_core.models.training import cpu_threads
+    with cpu_threads("cpu", 1):  # small 1-D CNNs: one thread is as fast, and never contends
         for seed in seeds:
             kcfg = Conv1dConfig(arch="cnn1d", channels=cfg.channels, kernel_size=cfg.kernel_size, epochs=cfg.epochs,
                                 batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, patience=cfg.patience,

@@ -20,8 +20,6 @@ the numbers, the same for the same inputs and seed on any machine with the same 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import numpy as np
@@ -47,16 +45,6 @@ def _seed_list(seeds: int) -> list[int]:
     return list(range(int(seeds)))
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _summary(values: list[float]) -> tuple[float, float]:
@@ -206,7 +194,8 @@ def posthoc_discriminative_score(real: Any, synth: Any, seeds: int = 5, *, train
         raise ConfigError(f"`train_fraction` must be in (0, 1); got {train_fraction}.")
     if scale not in ("global", "per_window"):
         raise ConfigError(f"`scale` must be 'global' or 'per_window'; got {scale!r}.")
-    with _one_thread():
+    from wavefin_core.models.training import cpu_threads
+    with cpu_threads("cpu", 1):  # small 1-D CNNs: one thread is as fast, and never contends
         runs = [_one_discriminative_seed(r, s, seed, train_fraction, steps, batch_size, channels, lr, scale)
                 for seed in _seed_list(seeds)]
     values = [run[0] for run in runs]
@@ -309,7 +298,8 @@ def tstr_predictive_score(synth: Any, real_train: Any, real_test: Any, n: int | 
                           f"{sy.shape[0]} synthetic and {tr.shape[0]} real train windows); lower it or pass None.")
     synth_vals, real_vals = [], []
     real_digest = _digest(tr, te)
-    with _one_thread():
+    from wavefin_core.models.training import cpu_threads
+    with cpu_threads("cpu", 1):  # small 1-D CNNs: one thread is as fast, and never contends
         for seed in _seed_list(seeds):
             # Separate streams: the real subsample depends on (seed, n) only, not on the synthetic set's size.
             sy_n = sy[np.random.default_rng([seed, 0]).choice(sy.shape[0], n_used, replace=False)]

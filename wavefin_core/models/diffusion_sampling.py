@@ -17,8 +17,7 @@ Without `project` the same loop is the plain sampler (feeding x0 instead of epsi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin, UNet2DModel
 
 from wavefin_core.errors import ConfigError
-from wavefin_core.models.training import ProgressFn, check_positive, resolve_device
+from wavefin_core.models.training import ProgressFn, check_positive, cpu_threads, resolve_device
 
 SAMPLERS = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler}
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
@@ -43,22 +42,6 @@ Projection = Callable[[torch.Tensor], torch.Tensor]
 CPU_THREADS: int | None = None
 
 
-@contextmanager
-def cpu_threads(device: torch.device | str | None, threads: int | None = CPU_THREADS) -> Iterator[None]:
-    """Run the block with `threads` intra-op torch threads if `device` is the CPU, then restore the previous count.
-
-    `threads=None` leaves torch's setting alone (e.g. all cores of an otherwise idle many-core machine).
-    """
-    if threads is None or torch.device(device or "cpu").type != "cpu":
-        yield
-        return
-    check_positive("threads", threads)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def padded_for_depth(sample_size: tuple[int, int], n_blocks: int) -> tuple[int, int]:

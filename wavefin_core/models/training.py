@@ -710,3 +710,21 @@ def overfit_single_batch(
             optimizer.step()
             loss_value = loss.item()
     return loss_value
+
+
+@contextmanager
+def cpu_threads(device: torch.device | str | None, threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` intra-op torch threads if `device` is the CPU, then restore the previous count.
+
+    `threads=None` leaves torch's setting alone (e.g. all cores of an otherwise idle many-core machine).
+    """
+    if threads is None or torch.device(device or "cpu").type != "cpu":
+        yield
+        return
+    check_positive("threads", threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
