@@ -9,20 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wavefin_core.data import OHLCV_COLUMNS
+from wavefin_core.data import OHLCV_COLUMNS, PRICE_COLUMNS
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.preprocess import (
     check_min_rows,
     check_monotonic_unique_index,
     check_no_nan,
     check_positive_prices,
+    chunked_std,
     clean_prices,
 )
 
 
-def ohlcv(close: list[float] | np.ndarray, start: str = "2024-01-01") -> pd.DataFrame:
+def ohlcv(close: list[float] | np.ndarray, start: str = "2024-01-01", freq: str = "D") -> pd.DataFrame:
     close = np.asarray(close, dtype=np.float64)
-    index = pd.date_range(start, periods=len(close), freq="D", tz="UTC", name="timestamp")
+    index = pd.date_range(start, periods=len(close), freq=freq, tz="UTC", name="timestamp")
     return pd.DataFrame(
         {"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1.0},
         index=index,
@@ -189,3 +190,84 @@ def test_check_helpers_pass_and_fail() -> None:
     negative.iloc[5, 3] = -1.0
     passed, description = check_positive_prices(negative)
     assert not passed and "'close'" in description
+
+
+# --- memory: cleaning works in place, a chunk at a time ------------------------------------------------------
+
+
+def messy(n: int, seed: int = 0) -> pd.DataFrame:
+    """A frame with every case cleaning handles: missing closes (short and long runs), opens, volumes,
+    identical duplicate rows and shuffled order."""
+    rng = np.random.default_rng(seed)
+    df = ohlcv(random_walk(n, seed), start="2020-01-01", freq="min")
+    df.loc[rng.random(n) < 0.15, "close"] = np.nan
+    df.iloc[10:14, df.columns.get_loc("close")] = np.nan  # a gap longer than max_gap_fill
+    df.loc[rng.random(n) < 0.1, "open"] = np.nan
+    df.loc[rng.random(n) < 0.1, "volume"] = np.nan
+    df = pd.concat([df, df.iloc[rng.integers(0, n, 20)]]).sample(frac=1.0, random_state=seed)
+    df.attrs = {"series": "messy"}
+    return df
+
+
+@pytest.mark.parametrize("winsorize", [None, (2, 97)])
+def test_chunked_cleaning_gives_the_one_pass_result_and_leaves_the_input_alone(winsorize) -> None:
+    df = messy(500)
+    before = df.copy()
+    whole = clean_prices(df, max_gap_fill=2, winsorize=winsorize)
+    assert 0 < whole.attrs["rows_gap_filled"] and 0 < whole.attrs["rows_dropped_missing_close"]
+    for chunk_rows in (1, 7, 64):
+        chunked = clean_prices(df, max_gap_fill=2, winsorize=winsorize, chunk_rows=chunk_rows)
+        # The same element-wise operations on the same numbers, only in slices: exactly equal.
+        pd.testing.assert_frame_equal(chunked, whole, check_exact=True)
+        assert chunked.attrs == whole.attrs
+    pd.testing.assert_frame_equal(df, before, check_exact=True)
+    assert df.attrs == before.attrs
+    with pytest.raises(ConfigError, match="^chunk_rows="):
+        clean_prices(df, chunk_rows=0)
+
+
+def test_cleaning_allocates_about_one_copy_of_the_input() -> None:
+    import tracemalloc
+
+    df = messy(200_000, seed=3)
+    df = df[~df.index.duplicated()].sort_index()  # as raw_prices stores it (sorting is the loader's copy)
+    input_bytes = int(df.memory_usage(index=True).sum())
+    tracemalloc.start()
+    try:
+        out = clean_prices(df, max_gap_fill=1, chunk_rows=2**12)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # The validated copy (5 columns), the log-return column and the compacted index, plus chunk temporaries:
+    # 1.3x the input here. The pandas version this replaced peaked at 5.5x (mask copy, .copy(), iloc copies).
+    assert peak < 1.5 * input_bytes, peak / input_bytes
+    assert len(out) > 0
+
+
+def test_checks_scan_in_chunks_with_the_first_bad_price_in_row_order(monkeypatch) -> None:
+    import wavefin_core.preprocess as preprocess
+
+    monkeypatch.setattr(preprocess, "CHUNK_ROWS", 4)  # many chunks on a small frame
+    good = clean_prices(ohlcv(random_walk(30)))
+    bad = good.copy()
+    bad.iloc[9, bad.columns.get_loc("low")] = -1.0
+    bad.iloc[9, bad.columns.get_loc("open")] = 0.0  # same row, earlier column: reported first
+    bad.iloc[6, bad.columns.get_loc("close")] = np.inf  # earlier row, later column: reported first of all
+    bad.iloc[20, bad.columns.get_loc("high")] = np.nan
+    passed, description = check_positive_prices(bad)
+    assert not passed
+    assert description.startswith(f"4 non-positive or non-finite price(s), first at {bad.index[6]} column 'close'")
+    bad.iloc[6, bad.columns.get_loc("close")] = 1.0
+    assert f"first at {bad.index[9]} column 'open'" in check_positive_prices(bad)[1]
+    assert check_positive_prices(good) == (True, f"all {4 * len(good)} prices in {list(PRICE_COLUMNS)} finite and > 0")
+    holed = good.copy()
+    holed.iloc[[2, 17], holed.columns.get_loc("volume")] = np.nan
+    assert check_no_nan(holed) == (False, "missing values per column: {'volume': 2}")
+
+
+def test_chunked_std_is_numpys_std_to_rounding() -> None:
+    values = np.random.default_rng(4).normal(1e-3, 1e-2, 100_003)
+    # Sums grouped by chunk instead of numpy's pairwise order: equal to a few ulps, not bit for bit.
+    for chunk_rows in (1_000, 2**20):
+        assert chunked_std(values, chunk_rows) == pytest.approx(np.std(values), rel=1e-12)
+    assert np.isnan(chunked_std(np.empty(0)))
