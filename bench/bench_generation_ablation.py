@@ -5,6 +5,7 @@ Run on demand (never in CI):
     .venv/bin/python bench/bench_generation_ablation.py            # the quick profile's budget (see --help)
     .venv/bin/python bench/bench_generation_ablation.py --quick    # smoke run: 5.6 min at load 7-10 on 2 cores
     .venv/bin/python bench/bench_generation_ablation.py --ladder regimes   # the volatility-regime rows
+    .venv/bin/python bench/bench_generation_ablation.py --ladder levels    # issue 8's lag-1 ACF levers
 
 On a busy shared machine, rows can run as separate processes started together (``--levers ROW
 --no-references --out part_i.json``, one of them with the references) and be merged with ``--merge part_*.json
@@ -39,6 +40,15 @@ regime conditioning (``wavefin_core.models.regimes``): K = 4 or 8 realized-volat
 series (train windows only), the class label (series, bucket), buckets drawn from the train frequencies at
 sampling; ``norm=window`` / ``norm=bucket`` also divide each window by its own / its bucket's median
 volatility before encoding and rescale the decoded samples by an empirical draw from the bucket / its median.
+
+The fine-level ladder (``--ladder levels``, results in ``bench/results/ablation_levels.json``; issue 8's
+negative lag-1 ACF): today's default (K=4, norm=window) and, on the same trained model, DPM-Solver++ ending at
+``sigma_min`` instead of 0 (``scheduler_options``), 20 sampler steps, and the per-level variance calibration of
+each series' generated Haar images to the train windows' (``HaarRepresentation.calibrate_levels``); then the
+x0 (``sample``) objective and a x2 loss weight on the five coarsest image rows (``row_loss_weights``), each
+with and without the calibration. One command: ``.venv/bin/python bench/bench_generation_ablation.py --ladder
+levels`` (on a busy machine: three processes split by trained model, ``--levers ... --out part_i.json``, then
+``--merge``).
 
 Reference rows: ``garch_t`` (GARCH(1,1)-t) and ``real_train`` (the floor: real train windows) from
 ``evaluation.generators``, drawing the same number of windows, scored the same way.
@@ -120,11 +130,19 @@ class Lever:
     representation: str = "complex"
     vol_buckets: int = 0  # volatility-regime buckets per series (0 = off); see wavefin_core.models.regimes
     vol_normalize: str = "none"  # none | window | bucket
+    # issue 8's fine-level levers (the --ladder levels rows): a per-row (Haar level) loss weight, the sampler's
+    # options (DPMSolverMultistepScheduler arguments, as sorted (name, value) pairs), its steps (None: the
+    # profile's), its timestep spacing, and the per-level variance calibration of the generated images
+    row_loss_weights: tuple[float, ...] | None = None
+    scheduler_options: tuple[tuple[str, Any], ...] = ()
+    inference_steps: int | None = None
+    timestep_spacing: str | None = None
+    calibrate_levels: bool = False
 
     def training_key(self) -> tuple:
-        """Levers with equal keys share one trained model (projection only changes sampling)."""
+        """Levers with equal keys share one trained model (projection and the sampler only change sampling)."""
         return (self.conditioning, self.stride, self.ema, self.prediction_type, self.representation,
-                self.vol_buckets, self.vol_normalize)
+                self.vol_buckets, self.vol_normalize, self.row_loss_weights)
 
 
 def ladder(stride: int) -> list[Lever]:
@@ -152,7 +170,33 @@ def regime_ladder() -> list[Lever]:
     return rows
 
 
-LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder"}
+def levels_ladder() -> list[Lever]:
+    """Issue 8's fine-level ladder: the K=4, norm=window default and the levers against its negative lag-1 ACF
+    (the sampler's last step and steps, the x0 objective, a heavier loss on the coarse levels the model
+    under-fills, the per-level variance calibration of the generated Haar images to the train windows')."""
+    default = Lever("K=4 window (default)", conditioning="class", project=True, stride=1, ema=True,
+                    prediction_type="v_prediction", representation="haar", vol_buckets=4, vol_normalize="window")
+    coarse = (2.0,) * 5 + (1.0,) * 2  # window 64: 7 rows (approximation, levels 6..1); x2 on rows 0-4
+    return [
+        default,
+        dataclasses.replace(default, name="+ final sigma_min", scheduler_options=(("final_sigmas_type",
+                                                                                   "sigma_min"),)),
+        dataclasses.replace(default, name="+ 20 sampler steps", inference_steps=20),
+        dataclasses.replace(default, name="+ level calibration", calibrate_levels=True),
+        dataclasses.replace(default, name="+ x0 objective", prediction_type="sample"),
+        dataclasses.replace(default, name="+ x0 objective, level calibration", prediction_type="sample",
+                            calibrate_levels=True),
+        dataclasses.replace(default, name="+ coarse-level loss x2", row_loss_weights=coarse),
+        dataclasses.replace(default, name="+ coarse-level loss x2, level calibration", row_loss_weights=coarse,
+                            calibrate_levels=True),
+    ]
+
+
+LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
+           "levels": "issue 8's fine-level ladder (lag-1 ACF)"}
+LADDER_ROWS = {"levers": lambda stride: ladder(stride), "regimes": lambda stride: regime_ladder(),
+               "levels": lambda stride: levels_ladder()}
+DEFAULT_OUT = {"levers": "ablation.json", "regimes": "ablation_regimes.json", "levels": "ablation_levels.json"}
 
 
 def missing_api(lever: Lever) -> str | None:
@@ -251,6 +295,8 @@ def train_model(lever: Lever, series: list[SeriesData], args: argparse.Namespace
     if lever.ema:
         warmup = max(1, round(args.steps * profile["warmup_fraction"]))  # the profile's share of the steps
         settings.update(ema_decay=args.ema_decay, warmup_steps=warmup, lr_schedule="cosine")
+    if lever.row_loss_weights is not None:
+        settings["row_loss_weights"] = lever.row_loss_weights
     cfg = DiffusionConfig(**settings)
     extra = {"labels": np.concatenate(labels), "num_classes": num_classes(len(series), lever.vol_buckets)} \
         if lever.conditioning == "class" else {}
@@ -273,11 +319,17 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
         extra["class_labels"] = class_labels(index, buckets, lever.vol_buckets)
     if lever.project:
         extra["project"] = rep.project
+    if lever.scheduler_options:
+        extra["scheduler_options"] = dict(lever.scheduler_options)
+    if lever.timestep_spacing:
+        extra["timestep_spacing"] = lever.timestep_spacing
     model = getattr(result, "sampling_model", result.model)
     started = time.perf_counter()
     images = sample_diffusion(model, rep.image_shape, args.samples, sampler=profile["sampler"],
-                              num_inference_steps=args.inference_steps, seed=seed,
+                              num_inference_steps=lever.inference_steps or args.inference_steps, seed=seed,
                               device=device, train_scheduler=result.scheduler, batch_size=64, **extra)
+    if lever.calibrate_levels:
+        images, _ = rep.calibrate_levels(images)
     seconds = time.perf_counter() - started
     returns, residual = rep.decode(images)
     return returns * scales[:, None], residual, seconds
@@ -323,21 +375,24 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def markdown(document: dict[str, Any]) -> str:
     real = document["real"]
     lines = [
-        "| lever | series | disc. score (mean ± std) | lag-1 ACF | std ratio | excess kurtosis | facts | "
-        "proj. residual (median) | train + sample s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| lever | series | disc. score (mean ± std) | lag-1 ACF | leverage | ACF of abs(r) | std ratio | "
+        "excess kurtosis | facts | proj. residual (median) | train + sample s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in document["rows"]:
         seconds = (row["train_seconds"] or 0.0) + (row["sample_seconds"] or 0.0)
         lines.append(
             f"| {row['lever']} | {row['series']} | {_fmt(row['disc_mean'])} ± {_fmt(row['disc_std'])} | "
-            f"{_fmt(row['acf1'])} | {_fmt(row['std_ratio'], 2)} | {_fmt(row.get('excess_kurtosis'), 2)} | "
+            f"{_fmt(row['acf1'])} | {_fmt(row['facts'].get('leverage'))} | "
+            f"{_fmt(row['facts'].get('acf_abs_r_mean_1_20'))} | {_fmt(row['std_ratio'], 2)} | "
+            f"{_fmt(row.get('excess_kurtosis'), 2)} | "
             f"{row.get('facts_reproduced', 'n/a')}/{real[row['series']].get('facts_present', 'n/a')} | "
             f"{_fmt(row['residual_median'], 4)} | "
             f"{seconds:.0f} |")
     lines.append("")
     lines.append("Real test windows (stride 1): " + "; ".join(
-        f"{name}: {info['n_test_windows']} windows, lag-1 ACF {info['acf1']:.3f}, excess kurtosis "
+        f"{name}: {info['n_test_windows']} windows, lag-1 ACF {info['acf1']:.3f}, leverage "
+        f"{info.get('leverage', float('nan')):.3f}, ACF of abs(r) {info.get('abs_acf', float('nan')):.3f}, excess kurtosis "
         f"{info.get('excess_kurtosis', float('nan')):.2f}, {info.get('facts_present', 'n/a')} stylized facts present"
         for name, info in real.items()))
     for lever, reason in document["unavailable"].items():
@@ -363,7 +418,7 @@ def merge_documents(paths: list[Path]) -> dict[str, Any]:
                 [(r["lever"], r["series"], r["disc_values"]) for r in references]:
             raise SystemExit(f"--merge: the reference rows of {path} differ from those of {paths[0]}")
     rows = [row for doc in docs for row in doc["rows"] if row["lever"] not in REFERENCES]
-    order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder())}
+    order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder() + levels_ladder())}
     rows.sort(key=lambda row: (order.get(row["lever"], len(order)), SERIES.index(row["series"])))
     return {**first, "rows": rows + references, "merged_from": [str(p) for p in paths],
             "settings": [doc["settings"] for doc in docs], "seconds": max(doc["seconds"] for doc in docs),
@@ -392,13 +447,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--levers", nargs="+", default=None,
                         help="run only these ladder rows (names as in the table, e.g. baseline '+ projection')")
     parser.add_argument("--ladder", default="levers", choices=sorted(LADDERS),
-                        help="levers: the lever ladder; regimes: the volatility-regime ladder (default out: "
-                             "results/ablation_regimes.json)")
+                        help="levers: the lever ladder; regimes: the volatility-regime ladder; levels: the "
+                             "lag-1 ACF levers (default out: results/ablation_<ladder>.json)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
-    parser.add_argument("--out", type=Path, default=None, help=f"JSON results (default {RESULTS}, or "
-                        "ablation_regimes.json beside it for --ladder regimes)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON results (default: results/ablation.json for "
+                        "--ladder levers, ablation_<ladder>.json beside it for the others)")
     parser.add_argument("--no-references", action="store_true",
                         help="skip the GARCH-t and floor rows (when another process of a --merge scores them)")
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
@@ -407,7 +462,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="smoke run: 20 steps, 64 samples, 2 seeds, 4 inference steps, 20 classifier steps")
     args = parser.parse_args(argv)
     if args.out is None:
-        args.out = RESULTS if args.ladder == "levers" else RESULTS.with_name("ablation_regimes.json")
+        args.out = RESULTS.with_name(DEFAULT_OUT[args.ladder])
     if args.quick:
         args.steps, args.samples, args.seeds = 20, 64, 2
         args.inference_steps, args.classifier_steps = 4, 20
@@ -437,7 +492,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for data in series:
         print(f"{data.name}: {len(data.train_windows)} stride-1 train windows, {len(data.test_windows)} test "
               f"windows", flush=True)
-    levers = ladder(profile["stride"]) if args.ladder == "levers" else regime_ladder()
+    levers = LADDER_ROWS[args.ladder](profile["stride"])
     if args.levers:
         unknown = set(args.levers) - {lever.name for lever in levers}
         if unknown:
@@ -464,6 +519,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         document["real"][data.name].update(
             acf1=float(acf(data.test_windows, 1)[1]),
             excess_kurtosis=float(np.mean((flat - flat.mean()) ** 4) / flat.var() ** 2 - 3.0),
+            leverage=float(real_facts["leverage"]), abs_acf=float(real_facts["acf_abs_r_mean_1_20"]),
             facts_present=int(sum(present_in_real(f, real_facts[f], real_facts) for f in FACTS)))
 
     trained: dict[tuple, tuple[Any, float, int]] = {}

@@ -69,6 +69,11 @@ class Profile:
     diffusion_vol_buckets: int = 4
     diffusion_vol_normalize: str = "window"
     sampling_projection: bool = True
+    # synthetic_series (issue 8): scale each Haar level of a series' generated images so its mean square is the
+    # train windows' (haar representation only; exactly realizable still). bench/bench_generation_ablation.py
+    # --ladder levels: the 300-step model under-fills the coarse levels (0.6-0.7x the train energy), which made
+    # the lag-1 ACF negative; calibrated, it is back within 0.05 of the real one. False: the raw samples
+    sampling_level_calibration: bool = True
     # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
     planted_days: int = 6000
     # forecasters: the models fitted (wavefin_core.forecast_suite.ALL_MODELS), the augmentation experiment and

@@ -350,3 +350,41 @@ def test_new_config_fields_are_validated():
     with pytest.raises(ConfigError, match="lr_schedule"):
         DiffusionConfig(lr_schedule="step").validate()
     DiffusionConfig(prediction_type="v_prediction", rescale_betas_zero_snr=True).validate()
+
+
+def test_scheduler_options_reach_the_sampler_and_typos_are_refused(trained):
+    """DPM-Solver++'s last step is a knob (issue 8): `final_sigmas_type="sigma_min"` stops at the smallest noise
+    level instead of 0, so the samples differ from the default's; the same options repeat bit for bit."""
+    from wavefin_core.models.diffusion_sampling import build_sampling_scheduler
+
+    scheduler = build_sampling_scheduler("dpmsolver", trained.scheduler,
+                                         scheduler_options={"final_sigmas_type": "sigma_min", "euler_at_final": True})
+    assert scheduler.config.final_sigmas_type == "sigma_min" and scheduler.config.euler_at_final
+    assert scheduler.config.prediction_type == "sample"  # the loop still owns the parameterization
+    kwargs = {"sampler": "dpmsolver", "num_inference_steps": 4, "train_scheduler": trained.scheduler, "seed": 3}
+    default = sample_diffusion(trained.model, SHAPE, 2, **kwargs)
+    options = {"final_sigmas_type": "sigma_min"}
+    changed = sample_diffusion(trained.model, SHAPE, 2, scheduler_options=options, **kwargs)
+    assert not np.array_equal(default, changed)
+    np.testing.assert_array_equal(changed, sample_diffusion(trained.model, SHAPE, 2, scheduler_options=options,
+                                                            **kwargs))
+    with pytest.raises(ConfigError, match="final_sigma_type"):
+        build_sampling_scheduler("dpmsolver", trained.scheduler, scheduler_options={"final_sigma_type": "zero"})
+    with pytest.raises(ConfigError, match="set by the sampling loop"):
+        build_sampling_scheduler("dpmsolver", trained.scheduler, scheduler_options={"prediction_type": "epsilon"})
+
+
+def test_row_loss_weights_are_validated_and_equal_weights_are_plain_mse():
+    x = tiny_data(16)
+    base = {**TINY, "max_steps": 3, "seed": 1}
+    plain = train_diffusion(x, DiffusionConfig(**base), "cpu")
+    equal = train_diffusion(x, DiffusionConfig(**base, row_loss_weights=(2.0,) * SHAPE[1]), "cpu")
+    # Same data, noise and weights; mean(1 * e^2) vs F.mse_loss sum in a different order: float32 rounding only.
+    np.testing.assert_allclose(equal.losses, plain.losses, rtol=1e-5)
+    heavy_last = train_diffusion(x, DiffusionConfig(**base, row_loss_weights=(1.0,) * (SHAPE[1] - 1) + (5.0,)), "cpu")
+    assert heavy_last.losses[0] != pytest.approx(plain.losses[0], rel=1e-4)
+    assert DiffusionConfig.from_dict(json.loads(json.dumps(heavy_last.config.to_dict()))) == heavy_last.config
+    with pytest.raises(ConfigError, match="13 rows"):
+        train_diffusion(x, DiffusionConfig(**base, row_loss_weights=(1.0, 2.0)), "cpu")
+    with pytest.raises(ConfigError, match="row_loss_weights"):
+        DiffusionConfig(row_loss_weights=(1.0, -1.0)).validate()

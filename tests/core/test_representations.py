@@ -152,3 +152,26 @@ def test_fit_uses_only_the_windows_it_is_given(windows):
 def test_user_errors_name_the_field_and_the_fix(windows, call, error, message):
     with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
         call(windows)
+
+
+def test_haar_level_calibration_matches_the_train_energy_and_keeps_samples_realizable(fitted, windows):
+    """Issue 8's per-level calibration: every level of a generated set gets the train windows' mean square (1 per
+    row by construction of the row scaling), and projected (realizable) images stay realizable."""
+    rep = fitted["haar"]
+    np.testing.assert_allclose(rep.level_energy(rep.encode(windows[:64])), 1.0, rtol=1e-5)  # float32 images
+    rng = np.random.default_rng(11)
+    # A toy "generated" set: realizable images with 3x too much energy at the finest level, 0.5x at the coarsest.
+    distortion = np.ones(rep.level + 1)
+    distortion[-1], distortion[0] = 3.0, 0.5
+    images = (rep.project(rng.standard_normal((40, *rep.image_shape)).astype(np.float32))
+              * distortion[None, None, :, None]).astype(np.float32)
+    calibrated, factors = rep.calibrate_levels(images)
+    assert calibrated.shape == images.shape and calibrated.dtype == np.float32 and factors.shape == (rep.level + 1,)
+    # float32 images, energy summed in float64: rounding well below 1e-5.
+    np.testing.assert_allclose(rep.level_energy(calibrated), 1.0, rtol=1e-5)
+    _, residual = rep.decode(calibrated)
+    assert residual.max() < 1e-5
+    # The level-wise rescaling is exactly what each row got: the finest row shrinks, the coarsest grows.
+    np.testing.assert_allclose(calibrated / images, np.broadcast_to(factors[None, None, :, None], images.shape)
+                               .astype(np.float32), rtol=1e-6)
+    assert factors[-1] < 1.0 < factors[0]

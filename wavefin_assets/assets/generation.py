@@ -226,6 +226,10 @@ class SyntheticSeriesConfig(dg.Config):
     # Range projection at every sampler step (each series' own representation.project): samples are realizable
     # by construction (projection_residual ~0). False samples without it (the ablation's baseline).
     project: bool = PROFILE.sampling_projection
+    # Per-level variance calibration (haar representation only; others sample unchanged and say so): each Haar
+    # level of a series' generated images is scaled to the train windows' mean square, all its samples together
+    # (HaarRepresentation.calibrate_levels). Samples stay exactly realizable. False: the raw samples.
+    level_calibration: bool = PROFILE.sampling_level_calibration
 
 
 @dg.asset(
@@ -270,6 +274,7 @@ def synthetic_series(
                                  config.num_inference_steps, seed, config.batch_size, torch_device, name,
                                  targets[name])
         seconds += time.perf_counter() - started
+        images, level_factors = _calibrated(targets[name], images, config.level_calibration)
         returns, residual = _decode(targets[name], images, scales, name, config.sampler)
         start_price, start_time = _last_train_close(sets[name], clean_prices, name)
         parts.append(_synthetic_rows(name, returns, residual, start_price))
@@ -278,7 +283,8 @@ def synthetic_series(
                             "median_projection_residual": float(np.median(residual)),
                             "synthetic_return_std": float(returns.std()),
                             "train_return_std": train_std, "class_label": targets[name].label,
-                            "vol_buckets": targets[name].regimes.k, "projected": config.project}
+                            "vol_buckets": targets[name].regimes.k, "projected": config.project,
+                            "level_calibration": level_factors}
         context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
                          f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
                          f"{train_std:.3g}")
@@ -376,6 +382,18 @@ def _train_std(target: _SeriesTarget, s: "ScalogramSet") -> float:
         return target.train_std
     from wavefin_core.scalograms import contiguous_returns
     return float(contiguous_returns(s, "train").std())
+
+
+def _calibrated(target: _SeriesTarget, images: np.ndarray, enabled: bool) -> tuple[np.ndarray, Any]:
+    """(images, per-level factors applied or a note why none): issue 8's per-level variance calibration, on the
+    representations that have it (haar: orthonormal levels, so the samples stay exactly realizable)."""
+    if not enabled:
+        return images, "off"
+    calibrate = getattr(target.representation, "calibrate_levels", None)
+    if calibrate is None:
+        return images, f"n/a ({target.representation.name} representation)"
+    images, factors = calibrate(images)
+    return images, [float(f) for f in factors]
 
 
 def _decode(target: _SeriesTarget, images: np.ndarray, scales: np.ndarray, series: str,

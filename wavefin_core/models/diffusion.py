@@ -12,6 +12,7 @@ The levers, all in `DiffusionConfig`:
 - `prediction_type`: epsilon, v or x0 (diffusers' names), `beta_schedule` and `rescale_betas_zero_snr`.
 - LR warm-up then cosine decay (`warmup_steps`, `lr_schedule`), and an EMA of the weights (`ema_decay`) that
   sampling uses.
+- `row_loss_weights`: a loss weight per image row (per Haar level), for a level the model under-fits.
 Sampling (DDPM / DDIM / DPM-Solver++, with range projection at every step) lives in `diffusion_sampling`.
 """
 
@@ -81,6 +82,9 @@ class DiffusionConfig:
     `rescale_betas_zero_snr` makes the last timestep pure noise (needs v or x0 prediction). The learning rate
     warms up linearly over `warmup_steps`, then stays (`lr_schedule="constant"`) or decays to 0 along a cosine
     (`"cosine"`). `ema_decay` (None = off) keeps an EMA of the weights, which is what gets sampled.
+    `row_loss_weights` (None = plain MSE) weights the squared error of each image row (H; for the Haar image:
+    each level, coarse to fine), normalised to mean 1 over the rows, so a level the model under-fits can be
+    given more of the loss; the zero padding rows keep weight 1.
     """
 
     block_out_channels: tuple[int, ...] = (32, 64, 64)
@@ -100,14 +104,19 @@ class DiffusionConfig:
     warmup_steps: int = 0
     lr_schedule: str = "constant"
     ema_decay: float | None = None
+    row_loss_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         self.block_out_channels = tuple(int(c) for c in self.block_out_channels)
+        if self.row_loss_weights is not None:
+            self.row_loss_weights = tuple(float(w) for w in self.row_loss_weights)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (tuples become lists)."""
         data = asdict(self)
         data["block_out_channels"] = list(self.block_out_channels)
+        if self.row_loss_weights is not None:
+            data["row_loss_weights"] = list(self.row_loss_weights)
         return data
 
     @classmethod
@@ -149,6 +158,10 @@ class DiffusionConfig:
             raise ConfigError(f"warmup_steps={self.warmup_steps!r} must be an int >= 0 (0 = no warm-up).")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay={self.ema_decay!r} must be in (0, 1), e.g. 0.999, or None (no EMA).")
+        if self.row_loss_weights is not None and (
+                not self.row_loss_weights or not all(math.isfinite(w) and w > 0 for w in self.row_loss_weights)):
+            raise ConfigError(f"row_loss_weights={self.row_loss_weights!r} must be None (plain MSE) or one positive "
+                              "finite weight per image row (e.g. per Haar level, coarse to fine).")
 
 
 @dataclass
@@ -263,6 +276,25 @@ def _target(cfg: DiffusionConfig, scheduler: DDPMScheduler, clean: torch.Tensor,
     return clean
 
 
+def _row_weights(cfg: DiffusionConfig, height: int, padded_height: int) -> torch.Tensor | None:
+    """(padded_height, 1) loss weights per image row, mean 1 over the image rows, 1 on the padding; None = MSE."""
+    if cfg.row_loss_weights is None:
+        return None
+    if len(cfg.row_loss_weights) != height:
+        raise ConfigError(f"row_loss_weights has {len(cfg.row_loss_weights)} weights but the images have {height} "
+                          "rows; give one weight per row (Haar image: level + 1, coarse to fine) or None.")
+    weights = torch.ones(padded_height, 1)
+    given = torch.tensor(cfg.row_loss_weights, dtype=torch.float32)
+    weights[:height, 0] = given / given.mean()
+    return weights
+
+
+def _weighted_mse(output: torch.Tensor, target: torch.Tensor, row_weights: torch.Tensor | None) -> torch.Tensor:
+    if row_weights is None:
+        return F.mse_loss(output, target)
+    return torch.mean(row_weights.to(output.device) * (output - target) ** 2)
+
+
 def _checked_labels(labels: np.ndarray | None, n: int, cfg: DiffusionConfig) -> tuple[torch.Tensor | None, int | None]:
     if cfg.conditioning == "none":
         if labels is not None:
@@ -312,6 +344,7 @@ def train_diffusion(
     padded_h, padded_w = padded_size((height, width), cfg)
     padding = (0, padded_w - width, 0, padded_h - height)  # F.pad order: last dim first
     data = torch.from_numpy(x)
+    row_weights = _row_weights(cfg, height, padded_h)
 
     batch_size = min(cfg.batch_size, n)
     total_steps = cfg.epochs * math.ceil(n / batch_size)
@@ -363,7 +396,7 @@ def train_diffusion(
                 noisy = scheduler.add_noise(clean, noise, timesteps)
                 batch_labels = label_tensor[index].to(device) if label_tensor is not None else None
                 output = model(noisy, timesteps, class_labels=batch_labels).sample
-                loss = F.mse_loss(output, _target(cfg, scheduler, clean, noise, timesteps))
+                loss = _weighted_mse(output, _target(cfg, scheduler, clean, noise, timesteps), row_weights)
                 check_finite_loss(loss.item(), len(losses) + 1, "diffusion", cfg.learning_rate)
 
                 optimizer.zero_grad(set_to_none=True)

@@ -12,10 +12,13 @@ every returned sample is realizable up to float rounding (relative residual ~1e-
 off the set of real scalograms during the chain.
 
 Without `project` the same loop is the plain sampler (feeding x0 instead of epsilon is the same update).
+`scheduler_options` pass the diffusers scheduler's own knobs through (e.g. DPM-Solver++'s
+`final_sigmas_type`), checked against its signature.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -75,14 +78,18 @@ def default_spacing(prediction_type: str) -> str:
 
 
 def build_sampling_scheduler(
-    sampler: str, train_scheduler: Any = None, *, timestep_spacing: str | None = None
+    sampler: str, train_scheduler: Any = None, *, timestep_spacing: str | None = None,
+    scheduler_options: dict[str, Any] | None = None,
 ) -> SchedulerMixin:
     """A reverse-process scheduler of kind `sampler` sharing the training noise schedule, fed with x0.
 
     It is built with `prediction_type="sample"` (the loop hands it the, possibly projected, clean-sample
     estimate) and without its own clipping (the loop clamps x0 to the training scheduler's range before
     projecting, so clipping cannot undo a projection). `timestep_spacing=None` picks `default_spacing` of the
-    model's training prediction type.
+    model's training prediction type. `scheduler_options` are extra constructor arguments of the diffusers
+    scheduler (e.g. DPM-Solver++'s `final_sigmas_type`, `lower_order_final`, `euler_at_final`,
+    `use_karras_sigmas`, `algorithm_type`); a name the scheduler does not take, or one this loop owns, is a
+    ConfigError, so a typo cannot pass silently.
     """
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler={sampler!r} is not one of {sorted(SAMPLERS)}; 'dpmsolver' is a good default.")
@@ -90,8 +97,31 @@ def build_sampling_scheduler(
     spacing = timestep_spacing or default_spacing(config.get("prediction_type", "epsilon"))
     if spacing not in TIMESTEP_SPACINGS:
         raise ConfigError(f"timestep_spacing={spacing!r} is not one of {TIMESTEP_SPACINGS}.")
+    config.update(_checked_scheduler_options(sampler, scheduler_options))
     config.update(prediction_type="sample", clip_sample=False, timestep_spacing=spacing)
     return SAMPLERS[sampler].from_config(config)
+
+
+#: Scheduler arguments the sampling loop sets itself (see `build_sampling_scheduler`): not user options.
+_LOOP_OWNED = ("prediction_type", "clip_sample", "timestep_spacing", "num_train_timesteps", "beta_schedule",
+               "trained_betas", "beta_start", "beta_end", "rescale_betas_zero_snr")
+
+
+def _checked_scheduler_options(sampler: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    if not options:
+        return {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"scheduler_options={options!r} must be a dict of {SAMPLERS[sampler].__name__} "
+                          "arguments, e.g. {'final_sigmas_type': 'sigma_min'}.")
+    accepted = set(inspect.signature(SAMPLERS[sampler].__init__).parameters) - {"self"}
+    for name in options:
+        if name in _LOOP_OWNED:
+            raise ConfigError(f"scheduler_options[{name!r}] is set by the sampling loop (or the training schedule) "
+                              "and cannot be overridden; drop it (timestep_spacing has its own argument).")
+        if name not in accepted:
+            raise ConfigError(f"scheduler_options[{name!r}] is not an argument of {SAMPLERS[sampler].__name__} "
+                              f"(sampler={sampler!r}); valid ones include {sorted(accepted - set(_LOOP_OWNED))}.")
+    return dict(options)
 
 
 def predicted_clean(
@@ -151,6 +181,7 @@ def sample_diffusion(
     project: Projection | None = None,
     timestep_spacing: str | None = None,
     threads: int | None = CPU_THREADS,
+    scheduler_options: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Generate `n` images shaped `sample_shape` = (C, H, W); returns float32 (n, C, H, W).
 
@@ -161,8 +192,10 @@ def sample_diffusion(
     docstring). The same `seed` gives the same samples for the same `batch_size`. `device=None` samples where
     the model already is. `progress(step, total, {"batch"})` is called after every denoising step. On CPU the
     chain runs with `threads` intra-op threads (`CPU_THREADS`; None: torch's current setting).
+    `scheduler_options` go to the diffusers scheduler (see `build_sampling_scheduler`).
     """
-    scheduler = build_sampling_scheduler(sampler, train_scheduler, timestep_spacing=timestep_spacing)
+    scheduler = build_sampling_scheduler(sampler, train_scheduler, timestep_spacing=timestep_spacing,
+                                         scheduler_options=scheduler_options)
     train_config = _scheduler_config(train_scheduler)
     prediction_type = train_config.get("prediction_type", "epsilon")
     clip = float(train_config["clip_sample_range"]) if train_config.get("clip_sample") else None

@@ -485,6 +485,33 @@ class HaarRepresentation(Representation):
     def _config(self) -> dict[str, Any]:
         return {"scales": None, "wavelet": None, "method": None, "haar_level": self.level}
 
+    def level_energy(self, images: np.ndarray) -> np.ndarray:
+        """Mean square of each image row (Haar level, coarse to fine) over a set of images: (level + 1,).
+
+        Rows are divided by their train RMS, so the train windows' images give 1 at every level; a generated set's
+        values are its energy per level relative to train (the diagnosis of issue 8's lag-1 bias).
+        """
+        self._require_fitted("level_energy")
+        x = self._checked_images(images).astype(np.float64)
+        return np.mean(x * x, axis=(0, 1, 3))
+
+    def calibrate_levels(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(images with every level's mean square set to the train windows', the per-level factors applied).
+
+        Why: a generator that puts too much (or too little) energy into one Haar level biases what that level
+        carries; excess energy at the finest level (d = (x_2k - x_2k+1) / sqrt 2) anti-correlates neighbouring
+        returns, i.e. a negative lag-1 ACF. The train target is 1 per row (rows are scaled by their train RMS),
+        so each row of the set is multiplied by ``1 / sqrt(its mean square over the set)``. Haar is
+        orthonormal and a row scaled by one factor stays block-constant, so realizable images stay exactly
+        realizable (the projection residual is unchanged). The factors depend on the whole set: calibrate all of
+        a series' generated images together, after sampling and before decoding. A row that is all zeros keeps
+        factor 1.
+        """
+        energy = self.level_energy(images)
+        factors = np.where(energy > 0, 1.0 / np.sqrt(np.where(energy > 0, energy, 1.0)), 1.0)
+        x = np.asarray(images)
+        return (x * factors[None, None, :, None].astype(x.dtype)).astype(x.dtype, copy=False), factors
+
 
 # -- validation helpers ----------------------------------------------------------------------------------------
 def _get(data: Any, key: str) -> Any:
