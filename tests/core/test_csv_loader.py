@@ -364,3 +364,121 @@ def test_output_grows_when_lines_get_shorter_than_the_sampled_ones(tmp_path: Pat
     df = load_ohlcv(write(tmp_path, "Date,Close,Note\n" + "\n".join(long_rows + short_rows) + "\n"))
     expected = np.concatenate([100 + np.arange(500), np.arange(40_000) % 50 + 100]).astype(float)
     np.testing.assert_array_equal(df["close"].to_numpy(), expected)
+
+
+# --- the fast (multi-threaded) pass and its fallback to the exact pass ------------------------------------
+
+
+def _minute_bars(rows: int, seed: int = 2) -> list[str]:
+    rng = np.random.default_rng(seed)
+    close = np.round(100 * np.exp(np.cumsum(rng.normal(0, 1e-3, rows))), 6)
+    times = pd.date_range("2021-03-01", periods=rows, freq="min").strftime("%Y-%m-%d %H:%M:%S")
+    return [f"{t},{c},{c},{c},{c},{i % 97}" for i, (t, c) in enumerate(zip(times, close, strict=True))]
+
+
+def _load_both(path: Path, monkeypatch, **kwargs) -> tuple[object, object, list]:
+    """load_ohlcv with the fast pass, then with the exact pass only; each result is a frame or the DataError's
+    message. Also returns the passes the fast-pass load ran (the loader's own _stream, wrapped to record them)."""
+    monkeypatch.setattr(csv_loader, "BLOCK_BYTES", 64 * 1024)
+    monkeypatch.setattr(csv_loader, "FAST_BLOCK_BYTES", 64 * 1024)
+    passes: list = []
+    stream = csv_loader._stream
+
+    def recording_stream(*args):
+        passes.append(args[-1])
+        return stream(*args)
+
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(csv_loader, "FAST_PASS", fast)
+        monkeypatch.setattr(csv_loader, "_stream", recording_stream if fast else stream)
+        try:
+            results.append(load_ohlcv(path, **kwargs))
+        except DataError as exc:
+            results.append(str(exc))
+    return results[0], results[1], passes
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["iso", "iso_offsets", "date_and_time_columns", "blank_row_deep_inside", "whitespace_line_deep_inside", "histdata"],
+)
+def test_fast_pass_gives_the_exact_pass_frame(tmp_path: Path, monkeypatch, case: str) -> None:
+    """A multi-block file (64 KB blocks, ~20 of them) read by the threaded fast pass equals the exact pass's
+    frame bit for bit: the same pyarrow float parser, and timestamps are integers either way."""
+    lines = _minute_bars(20_000)
+    header = "Date,Open,High,Low,Close,Volume"
+    if case == "iso_offsets":
+        lines = [line.replace(":00,", ":00+02:00,", 1) for line in lines]
+    elif case == "date_and_time_columns":
+        header, lines = "Date,Time,Open,High,Low,Close,Volume", [line.replace(" ", ",", 1) for line in lines]
+    elif case == "blank_row_deep_inside":
+        lines.insert(15_000, ",,,,,")
+    elif case == "whitespace_line_deep_inside":
+        lines.insert(15_000, "   ")
+    elif case == "histdata":
+        header = ""
+        lines = [line.replace("-", "").replace(":", "").replace(",", ";") for line in lines]
+    path = write(tmp_path, (header + "\n" if header else "") + "\n".join(lines) + "\n")
+    fast, exact, passes = _load_both(path, monkeypatch)
+    assert isinstance(fast, pd.DataFrame), fast
+    assert_contract(fast)
+    assert len(fast) == 20_000
+    pd.testing.assert_frame_equal(fast, exact)
+    assert passes[0].threads  # the fast pass ran first...
+    if case in ("iso", "iso_offsets"):
+        assert passes == passes[:1] and passes[0].native_times is not None  # ...and parsed the ISO times itself
+    if case == "whitespace_line_deep_inside":  # ...but left a line it cannot number to the exact pass
+        assert not passes[-1].threads
+
+
+BAD_DEEP_INSIDE = {
+    "bad_number": (lambda lines: lines.__setitem__(18_000, lines[18_000].rsplit(",", 1)[0] + ",zero"), "line 18002"),
+    "blank_line_then_bad_number": (
+        lambda lines: (lines.insert(9_000, ""), lines.__setitem__(18_000, lines[18_000][:-2] + ",x")),
+        "line 18002",
+    ),
+    "ragged_row": (lambda lines: lines.__setitem__(17_000, lines[17_000] + ",9"), "line 17002"),
+    "bad_date": (lambda lines: lines.__setitem__(16_000, "2021-02-30" + lines[16_000][10:]), "line 16002"),
+    "empty_date": (lambda lines: lines.__setitem__(16_000, lines[16_000][19:]), "line 16002"),
+    "conflicting_duplicate": (
+        lambda lines: lines.__setitem__(19_000, lines[100].rsplit(",", 1)[0] + ",1000"),
+        "line 102 and line 19002 share timestamp",
+    ),
+    "absurd_jump": (lambda lines: lines.__setitem__(19_500, lines[19_500].replace(",", ",1e300,", 1)), "line 19502"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DEEP_INSIDE))
+def test_fast_pass_falls_back_to_the_same_error(tmp_path: Path, monkeypatch, case: str) -> None:
+    """A problem deep inside a multi-block file: the fast pass gives the very same DataError as the exact pass
+    (the message names the line counted with every blank line before it)."""
+    lines = _minute_bars(20_000)
+    corrupt, fragment = BAD_DEEP_INSIDE[case]
+    corrupt(lines)
+    path = write(tmp_path, "Date,Open,High,Low,Close,Volume\n" + "\n".join(lines) + "\n")
+    fast, exact, _ = _load_both(path, monkeypatch)
+    assert isinstance(exact, str) and fragment in exact, exact
+    assert fast == exact
+
+
+def test_timestamp_fast_paths_read_what_pandas_reads() -> None:
+    """The ISO and HistData fast paths give pandas' instant for every value they take, and decline (None, so
+    pandas decides) a block with any value they would read differently or not at all."""
+    from wavefin_core.data.timestamps import _histdata_fast, _iso_fast
+
+    pa = pytest.importorskip("pyarrow")
+    naive = ["2024-01-31", "2024-01-31 15:30", "2024-01-31T15:30:00.123456789", "2024-02-29 00"]
+    aware = ["2024-01-31T15:30:00+02:00", "2024-01-31T15:30:00Z", "2024-01-31 15:30:00-0130"]
+    for values in (naive, aware):
+        expected = pd.to_datetime(pd.Series(values), format="ISO8601", utc=True).dt.as_unit("ns").array.asi8
+        np.testing.assert_array_equal(_iso_fast(pa.array(values)), expected)
+    for odd in ("2024-1-31", "2024-02-30", " 2024-01-31", "2024", "2024-01-31 15:30:00 +02:00", "31/01/2024"):
+        assert _iso_fast(pa.array(["2024-01-30", odd])) is None, odd
+    assert _iso_fast(pa.array(naive[:1] + aware[:1])) is None  # naive and aware mixed: pandas' business
+
+    stamps = pd.date_range("1999-12-31 23:59:59", periods=5000, freq="7h13min11s")
+    text = pa.array(stamps.strftime("%Y%m%d %H%M%S").tolist())
+    np.testing.assert_array_equal(_histdata_fast(text[3:]), stamps[3:].as_unit("ns").asi8)  # a sliced array
+    for odd in ("20230229 000000", "20241301 000000", "20240101 240000", "20240101 1700", "２0240101 000000"):
+        assert _histdata_fast(pa.array(["20240101 000000", odd])) is None, odd

@@ -7,12 +7,23 @@ turns every problem into a :class:`~wavefin_core.errors.DataError` that names th
 the file (1-based, header included) and the column, so the user can open the file and fix it.
 
 Memory: files can be gigabytes (15 million minute bars is ~1 GB of text), so the file is never held in
-memory as text or as Python strings. The header is sniffed from the first 64 KB; the data is streamed through
-``pyarrow.csv`` in blocks (:data:`BLOCK_BYTES`) with explicit column types, prices parsed straight to float64,
-only the used columns converted, and each block's timestamps parsed before the next block is read. The result
-is one ``(5, rows)`` float64 block that becomes the frame without a copy: peak memory is about the final frame
-plus one block (``bench/bench_ingest.py`` measures it). UTF-16 files (Excel's "Unicode text") are the
-exception: they are transcoded in memory first.
+memory as text or as Python strings. The header is sniffed from the first 64 KB; the data is read by
+``pyarrow.csv`` in blocks with explicit column types, prices parsed straight to float64, only the used columns
+converted, and each block's timestamps parsed as the block is handed on. The result is one ``(5, rows)``
+float64 block that becomes the frame without a copy. The fast pass (below) first holds pyarrow's parsed
+columns (about the frame's size), handing each block on and freeing it as the output fills; the exact pass
+streams. Peak memory is about the frame plus its timestamps plus a few blocks: 1.04x the file at 1 GB,
+measured by ``bench/bench_ingest.py``. UTF-16 files (Excel's "Unicode text") are the exception: they are
+transcoded in memory first.
+
+Speed: two passes, the second only when the first cannot finish. The **fast pass** reads with pyarrow's
+table reader, which parses blocks (:data:`FAST_BLOCK_BYTES`) on every core (its streaming reader keeps to one
+thread), and, when the first lines' times are ISO 8601 that pyarrow reads exactly as pandas does, parses the
+time column inside pyarrow too (no Python strings). It gives up at the first thing that needs care: a row
+with the wrong number of fields or a whitespace-only line (a threaded reader cannot tell its line number), an
+empty or unparseable time cell, or any :class:`DataError`. The **exact pass** is then the single-threaded
+streaming read (:data:`BLOCK_BYTES`; pyarrow reports every skipped line's number) that owns every message, so
+a bad file fails with the very same error whatever the fast pass saw, and a clean file never pays for it.
 
 Policies:
 - Header names are matched case-insensitively, ignoring spaces, ``_`` and ``-`` (``Adj Close`` == ``adj_close``).
@@ -62,9 +73,15 @@ _MISSING_TOKENS = frozenset({"", "nan", "null", "na", "n/a", "none", "-"})
 #: pyarrow matches null tokens exactly, so spell out the case variants people write.
 _NULL_VALUES = sorted({v for t in _MISSING_TOKENS for v in (t, t.upper(), t.capitalize(), t.title())})
 _SNIFF_BYTES = 65536
-#: Bytes of CSV text per streamed block: large enough for pyarrow to parse fast, small enough that one block's
-#: transient strings (the timestamps) stay a few MB (2 MB measured ~10% lower peak RSS than 8 MB, same speed).
+_CONTROL_BYTES = bytes(sorted(set(range(32)) - {9, 10, 13}))
+#: Bytes of CSV text per block in the exact (single-thread) pass: large enough for pyarrow to parse fast, small
+#: enough that one block's transient strings (the timestamps) stay a few MB (2 MB measured ~10% lower peak RSS
+#: than 8 MB, same speed).
 BLOCK_BYTES = 2 * 2**20
+#: Bytes per block in the fast (multi-threaded) pass: pyarrow's own default, the unit its threads share out.
+FAST_BLOCK_BYTES = 2**20
+#: False skips the fast pass (every file is read by the exact pass); the tests compare the two.
+FAST_PASS = True
 
 
 def load_ohlcv(
@@ -91,8 +108,12 @@ def load_ohlcv(
     layout = _sniff_layout(path, source)
     columns = _map_columns(path, layout.header)
     rows = _read_rows(path, source, layout, columns, date_format)
+    pa.default_memory_pool().release_unused()  # the read-ahead blocks' pages, before the index and checks
 
-    index = pd.DatetimeIndex(rows.timestamps.view("datetime64[ns]")).tz_localize("UTC").rename("timestamp")
+    # copy=False: pandas 3 would copy the stamps once more before tz_localize's copy (8 bytes a row).
+    naive = pd.DatetimeIndex(rows.timestamps.view("datetime64[ns]"), copy=False)
+    index = naive.tz_localize("UTC").rename("timestamp")
+    del naive
     rows.timestamps = np.empty(0, dtype=np.int64)
     labels = RowLabels(index, rows.lines, str(path))
     frame, labels = validate_block(rows.block, index, str(path), labels)
@@ -135,7 +156,8 @@ class _Source:
         else:
             source = cls(path, head)
         sample = source.head.decode("utf-8", errors="replace")
-        controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n")
+        # Control characters other than tab/CR/LF, counted on the bytes (UTF-8 encodes them as themselves).
+        controls = len(source.head) - len(source.head.translate(None, _CONTROL_BYTES))
         if sample and controls / len(sample) > 0.01:
             raise not_text
         return source
@@ -307,25 +329,43 @@ class _Rows:
     lines: _LineMap = field(repr=False)
 
 
+@dataclass(frozen=True)
+class _Pass:
+    """How one read of the data lines runs; the default is the exact pass (see the module docstring)."""
+
+    threads: bool = False  # the fast pass: pyarrow's threads, no line numbers for rows it cannot parse
+    typed: bool = True  # prices parsed to float64 by pyarrow (else as text, to name a bad cell)
+    encoding: str = "utf8"
+    native_times: pa.DataType | None = None  # the time column parsed by pyarrow as this timestamp type
+
+
 class _Retry(Exception):
     """Restart the read in a slower, more forgiving mode."""
 
-    def __init__(self, typed: bool, encoding: str) -> None:
-        super().__init__(f"retry typed={typed} encoding={encoding}")
-        self.typed, self.encoding = typed, encoding
+    def __init__(self, mode: _Pass) -> None:
+        super().__init__(f"retry {mode}")
+        self.mode = mode
 
 
 def _read_rows(
     path: Path, source: _Source, layout: _Layout, columns: dict[str, int], date_format: str | None
 ) -> _Rows:
-    """Stream the data lines; first with prices typed as float64 by pyarrow (fast), and only if a cell is not a
-    number, again with every cell as text so the bad cell's line and value can be reported exactly."""
-    typed, encoding = True, "utf8"
+    """Stream the data lines: the fast pass first (when :data:`FAST_PASS`), and the exact pass if the fast one
+    gives up or finds a problem. Either starts with prices typed as float64 by pyarrow and, only if a cell is
+    not a number, reads again with every cell as text so the bad cell's line and value can be reported exactly
+    (and again as latin-1 if the file is not UTF-8)."""
+    mode = _Pass()
+    if FAST_PASS:
+        mode = _Pass(threads=True, native_times=_native_time_type(source, layout, columns, date_format))
     while True:
         try:
-            return _stream(path, source, layout, columns, date_format, typed, encoding)
+            return _stream(path, source, layout, columns, date_format, mode)
         except _Retry as retry:
-            typed, encoding = retry.typed, retry.encoding
+            mode = retry.mode
+        except DataError:
+            if not mode.threads:
+                raise
+            mode = _Pass()  # the exact pass owns every message, so the error is the one it gives
 
 
 def _stream(
@@ -334,10 +374,10 @@ def _stream(
     layout: _Layout,
     columns: dict[str, int],
     date_format: str | None,
-    typed: bool,
-    encoding: str,
+    mode: _Pass,
 ) -> _Rows:
     """One pass over the data lines: per block, drop blank rows, parse the times and the values, append."""
+    typed = mode.typed
     names = [f"f{i}" for i in range(len(layout.header))]
     time_keys = _time_keys(columns)
     time_columns = [names[columns[k]] for k in time_keys]
@@ -347,9 +387,12 @@ def _stream(
     times = TimestampParser(path, " + ".join(layout.header[columns[k]] for k in time_keys), date_format)
     out = _Columns(value_keys, estimated_rows=source.size() // max(1, layout.row_bytes))
     arrow_rows = 0
-    for batch in _batches(path, source, layout, names, time_columns, value_columns, typed, encoding, lines):
+    for batch in _batches(path, source, layout, names, time_columns, value_columns, mode, lines):
         first_row = arrow_rows
         arrow_rows += batch.num_rows
+        if mode.native_times is not None:
+            out.append_parsed(batch, value_columns, time_columns[0], mode)
+            continue
         time_text = _time_text(batch, time_columns)
         if typed:
             values = {k: batch.column(col).to_numpy(zero_copy_only=False) for k, col in value_columns.items()}
@@ -378,7 +421,7 @@ def _stream(
         out.append(values)
 
     lines.n_rows = arrow_rows - len(lines.dropped_rows)
-    stamps = times.finish(lines.__getitem__)
+    stamps = out.finish_stamps() if mode.native_times is not None else times.finish(lines.__getitem__)
     if len(stamps) == 0:
         raise DataError(f"{path}: the file has a header but no rows of prices; add data rows below the header line.")
     return _Rows(out.finish(len(stamps)), stamps, lines)
@@ -391,8 +434,7 @@ def _batches(
     names: list[str],
     time_columns: list[str],
     value_columns: dict[str, str],
-    typed: bool,
-    encoding: str,
+    mode: _Pass,
     lines: _LineMap,
 ) -> Iterator[pa.RecordBatch]:
     """pyarrow's streaming reader over the data lines, its errors turned into a retry or a DataError."""
@@ -401,29 +443,91 @@ def _batches(
     malformed: list[tuple[int, int]] = []
 
     def on_invalid_row(row: pacsv.InvalidRow) -> str:
+        if mode.threads:  # row.number is unknown (-1) with threads: let the exact pass handle the row
+            malformed.append((-1, int(row.actual_columns)))
+            return "error"
         if row.text.replace(layout.delimiter, "").strip() == "":
             lines.skipped_lines.append(int(row.number))
             return "skip"
         malformed.append((int(row.number), int(row.actual_columns)))
         return "error"
 
+    time_type = mode.native_times or pa.string()
     convert = pacsv.ConvertOptions(
         column_types={
-            **{col: pa.string() for col in time_columns},
-            **{col: pa.float64() if typed else pa.string() for col in value_columns.values()},
+            **{col: time_type for col in time_columns},
+            **{col: pa.float64() if mode.typed else pa.string() for col in value_columns.values()},
         },
         include_columns=[*time_columns, *value_columns.values()],
-        null_values=_NULL_VALUES if typed else [],
+        null_values=_NULL_VALUES if mode.typed else [],
         strings_can_be_null=False,
+        timestamp_parsers=[pacsv.ISO8601],
     )
-    # One thread: pyarrow then reports the line number of every skipped line.
-    read = pacsv.ReadOptions(column_names=names, use_threads=False, block_size=BLOCK_BYTES, encoding=encoding)
+    # The exact pass reads with one thread: pyarrow then reports the line number of every skipped line.
+    read = pacsv.ReadOptions(
+        column_names=names,
+        use_threads=mode.threads,
+        block_size=FAST_BLOCK_BYTES if mode.threads else BLOCK_BYTES,
+        encoding=mode.encoding,
+    )
     parse = pacsv.ParseOptions(delimiter=layout.delimiter, ignore_empty_lines=False, invalid_row_handler=on_invalid_row)
     with source.stream(layout.data_offset) as stream:
         try:
-            yield from pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+            if not mode.threads:
+                yield from pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+                return
+            # pyarrow's streaming reader parses on one thread whatever use_threads says (measured: one thread
+            # busy); its table reader parses blocks on every core. The table holds the used columns only (~48
+            # bytes a row), and each block is handed on and dropped in turn, so it shrinks as the output grows.
+            table = pacsv.read_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         except pa.ArrowInvalid as exc:
-            _explain_arrow_error(path, layout, exc, malformed, typed, encoding)
+            _explain_arrow_error(path, layout, exc, malformed, mode)
+    batches = table.to_batches()
+    del table
+    batches.reverse()
+    while batches:
+        yield batches.pop()
+        if len(batches) % 32 == 0:  # hand the consumed blocks' pages back to the OS (mimalloc keeps them)
+            pa.default_memory_pool().release_unused()
+
+
+def _native_time_type(
+    source: _Source, layout: _Layout, columns: dict[str, int], date_format: str | None
+) -> pa.DataType | None:
+    """The timestamp type pyarrow can parse the time column as, or None to parse the times as text.
+
+    Only for one time column (no date_format) whose values in the first 64 KB are all ISO 8601 that pyarrow
+    reads, all naive (-> ``timestamp[ns]``) or all with an offset (-> ``timestamp[ns, UTC]``). pyarrow's ISO
+    reader is stricter than pandas' (no ``2024-1-31``, no spaces) and gives the same instant for everything it
+    accepts, so a file it reads gives the frame the text path would; a later value it refuses only sends the
+    fast pass back to the text path.
+    """
+    keys = _time_keys(columns)
+    if date_format is not None or len(keys) != 1:
+        return None
+    sample = source.head[layout.data_offset : source.head.rfind(b"\n") + 1]
+    name = f"f{columns[keys[0]]}"
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(sample),
+            read_options=pacsv.ReadOptions(column_names=[f"f{i}" for i in range(len(layout.header))]),
+            parse_options=pacsv.ParseOptions(delimiter=layout.delimiter),
+            convert_options=pacsv.ConvertOptions(
+                column_types={name: pa.string()}, include_columns=[name], strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    text = table.column(name)
+    if len(text) == 0:
+        return None
+    for time_type in (pa.timestamp("ns"), pa.timestamp("ns", tz="UTC")):
+        try:
+            pc.cast(text, time_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return time_type
+    return None
 
 
 def _time_keys(columns: dict[str, int]) -> tuple[str, ...]:
@@ -455,16 +559,41 @@ class _Columns:
         self.keys = keys
         self.rows = 0
         self.block = np.empty((len(OHLCV_COLUMNS), max(1024, int(estimated_rows * 1.25))), dtype=np.float64)
+        self.stamps: np.ndarray | None = None  # int64 ns, written by the fast pass's pyarrow-parsed times
 
-    def append(self, values: dict[str, np.ndarray]) -> None:
+    def append(self, values: dict[str, np.ndarray], stamps: np.ndarray | None = None) -> None:
         n = len(next(iter(values.values())))
         if self.rows + n > self.block.shape[1]:
             grown = np.empty((len(OHLCV_COLUMNS), 2 * (self.rows + n)), dtype=np.float64)
             grown[:, : self.rows] = self.block[:, : self.rows]
             self.block = grown
+            if self.stamps is not None:
+                stamps_grown = np.empty(grown.shape[1], dtype=np.int64)
+                stamps_grown[: self.rows] = self.stamps[: self.rows]
+                self.stamps = stamps_grown
         for key, column in values.items():
             self.block[OHLCV_COLUMNS.index(key), self.rows : self.rows + n] = column
+        if stamps is not None:
+            if self.stamps is None:
+                self.stamps = np.empty(self.block.shape[1], dtype=np.int64)
+            self.stamps[self.rows : self.rows + n] = stamps
         self.rows += n
+
+    def append_parsed(
+        self, batch: pa.RecordBatch, value_columns: dict[str, str], time_column: str, mode: _Pass
+    ) -> None:
+        """Append a block whose times pyarrow parsed; an empty or null-token time cell (a blank row or an error,
+        both the text path's business) restarts the pass with the times as text."""
+        stamps = batch.column(time_column)
+        if stamps.null_count:
+            raise _Retry(_Pass(threads=mode.threads, encoding=mode.encoding))
+        values = {k: batch.column(col).to_numpy(zero_copy_only=False) for k, col in value_columns.items()}
+        self.append(values, stamps.view(pa.int64()).to_numpy())
+
+    def finish_stamps(self) -> np.ndarray:
+        stamps = self.stamps[: self.rows] if self.stamps is not None else np.empty(0, dtype=np.int64)
+        self.stamps = None
+        return stamps
 
     def finish(self, rows: int) -> np.ndarray:
         block = self.block[:, :rows]
@@ -477,10 +606,16 @@ class _Columns:
 
 
 def _explain_arrow_error(
-    path: Path, layout: _Layout, exc: pa.ArrowInvalid, malformed: list[tuple[int, int]], typed: bool, encoding: str
+    path: Path, layout: _Layout, exc: pa.ArrowInvalid, malformed: list[tuple[int, int]], mode: _Pass
 ) -> NoReturn:
-    """Turn a pyarrow parse error into a retry (a non-number or non-UTF-8 cell) or a DataError."""
+    """Turn a pyarrow parse error into a retry (a non-number or non-UTF-8 cell, or anything the fast pass
+    leaves to the exact one) or a DataError."""
     message = str(exc)
+    if mode.threads and malformed:
+        raise _Retry(_Pass()) from exc
+    if mode.native_times is not None:  # a time pyarrow cannot read (or a bad cell anywhere): times as text
+        raise _Retry(_Pass(threads=mode.threads, encoding=mode.encoding)) from exc
+    typed, encoding = mode.typed, mode.encoding
     if malformed:
         number, actual = malformed[0]
         raise DataError(
@@ -489,9 +624,9 @@ def _explain_arrow_error(
             "separated fields as the first line."
         ) from exc
     if "conversion error" in message.lower() and typed:
-        raise _Retry(typed=False, encoding=encoding) from exc
+        raise _Retry(_Pass(threads=mode.threads, typed=False, encoding=encoding)) from exc
     if "utf8" in message.lower().replace("-", "") and encoding == "utf8":
-        raise _Retry(typed=typed, encoding="latin-1") from exc
+        raise _Retry(_Pass(threads=mode.threads, typed=typed, encoding="latin-1")) from exc
     raise DataError(f"{path}: malformed CSV ({message}).") from exc
 
 

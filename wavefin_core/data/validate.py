@@ -33,7 +33,7 @@ INDEX_NAME = "timestamp"
 #: reverse split in unadjusted data is 3.0); a price typed 100x too large (4.6) or a 1e308 placeholder (704)
 #: is far above. Raise it (``max_abs_log_return``) for data that really moves like that.
 DEFAULT_MAX_ABS_LOG_RETURN = 3.0
-_RETURN_CHUNK = 2**20
+_RETURN_CHUNK = 2**18  # 2 MB temporaries per chunk
 
 
 def validate_ohlcv(df: pd.DataFrame, source: str, *, row_labels: Sequence[str] | None = None) -> pd.DataFrame:
@@ -100,19 +100,24 @@ def check_log_returns(
         return
     labels = labels or RowLabels(frame.index, None, source)
     close = frame["close"].to_numpy()
-    present = np.flatnonzero(~np.isnan(close))
-    jumps, bad = np.empty(0), np.empty(0, dtype=np.int64)
-    for start in range(0, len(present) - 1, _RETURN_CHUNK):  # chunks: temporaries stay small on 15M rows
-        rows = present[start : start + _RETURN_CHUNK + 1]
+    # Positions of the present closes; None while every close is present (the common case): the chunks are
+    # then slices (views), and no row-length index array is made.
+    present = np.flatnonzero(~np.isnan(close)) if np.isnan(close).any() else None
+    n_present = len(close) if present is None else len(present)
+    jumps, bad, start = np.empty(0), np.empty(0, dtype=np.int64), 0
+    for start in range(0, n_present - 1, _RETURN_CHUNK):  # chunks: temporaries stay small on 15M rows
+        stop = min(start + _RETURN_CHUNK + 1, n_present)
+        values = close[start:stop] if present is None else close[present[start:stop]]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            jumps = np.abs(np.diff(np.log(close[rows])))
+            jumps = np.diff(np.log(values))
+        np.abs(jumps, out=jumps)
         bad = np.flatnonzero(~(jumps <= bound))
         if bad.size:
-            present, bad = rows, bad
             break
     if bad.size:
         k = int(bad[0])
-        row, prev = int(present[k + 1]), int(present[k])
+        first = start + k
+        prev, row = (first, first + 1) if present is None else (int(present[first]), int(present[first + 1]))
         raise DataError(
             f"{source}: {labels[row]}, column 'close': the close moves from {float(close[prev])!r} ({labels[prev]}) "
             f"to {float(close[row])!r}, a log return of {float(jumps[k]):.3g}, beyond max_abs_log_return={bound:g} "
