@@ -152,16 +152,7 @@ class Segments:
             start_time=_utc_ns(df["start_time"]),
             end_time=_utc_ns(df["end_time"]),
             label_time=_utc_ns(df["label_time"]),
-            window=width,
-            stride=int(df.attrs["stride"]),
-            horizon=int(df.attrs["horizon"]),
-            embargo=int(df.attrs["embargo"]),
-            mean=float(df.attrs["mean"]),
-            std=float(df.attrs["std"]),
-            train_fraction=float(df.attrs["train_fraction"]),
-            val_fraction=float(df.attrs["val_fraction"]),
-            attrs=dict(df.attrs.get("extra", {})),
-            test_stride=int(df.attrs.get("test_stride") or df.attrs["stride"]),
+            **_fields_from_attrs(df.attrs),
         )
 
 
@@ -227,6 +218,22 @@ class SegmentPlan:
 
     def counts(self) -> dict[str, int]:
         return {name: int(np.count_nonzero(self.split == name)) for name in SPLITS}
+
+
+def _fields_from_attrs(attrs: dict) -> dict:
+    """The scalar :class:`Segments` fields stored in a frame's / file's attrs (the inverse of `_frame_attrs`)."""
+    return {
+        "window": int(attrs["window"]),
+        "stride": int(attrs["stride"]),
+        "horizon": int(attrs["horizon"]),
+        "embargo": int(attrs["embargo"]),
+        "mean": float(attrs["mean"]),
+        "std": float(attrs["std"]),
+        "train_fraction": float(attrs["train_fraction"]),
+        "val_fraction": float(attrs["val_fraction"]),
+        "attrs": dict(attrs.get("extra", {})),
+        "test_stride": int(attrs.get("test_stride") or attrs["stride"]),
+    }
 
 
 def _frame_attrs(segments: Segments | SegmentPlan, counts: dict[str, int]) -> dict:
@@ -371,16 +378,7 @@ class SegmentsFile:
             start_time=_arrow_index(batch.column("start_time")),
             end_time=_arrow_index(batch.column("end_time")),
             label_time=_arrow_index(batch.column("label_time")),
-            window=width,
-            stride=int(attrs["stride"]),
-            horizon=int(attrs["horizon"]),
-            embargo=int(attrs["embargo"]),
-            mean=float(attrs["mean"]),
-            std=float(attrs["std"]),
-            train_fraction=float(attrs["train_fraction"]),
-            val_fraction=float(attrs["val_fraction"]),
-            attrs=dict(attrs.get("extra", {})),
-            test_stride=int(attrs.get("test_stride") or attrs["stride"]),
+            **_fields_from_attrs(attrs),
         )
 
 
@@ -409,7 +407,8 @@ def make_segments(
     """Cut ``returns`` (log-returns on a sorted ``DatetimeIndex``) into labelled windows with embargoed splits.
 
     Train and val windows start every ``stride`` rows from the start of their split region, test windows every
-    ``test_stride`` rows (None: 1 when ``horizon == 1``, else ``horizon``; see the module docstring).
+    ``test_stride`` rows (None: 1 when ``horizon == 1``, else ``horizon``; see the module docstring). The arguments
+    are checked by :func:`plan_segments`, which the streamed path uses too.
     Raises :class:`ConfigError` naming the field when an argument is invalid or a split would get no windows,
     and :class:`DataError` when the returns are unusable (NaN, unsorted index, constant training returns).
     """

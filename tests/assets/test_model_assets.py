@@ -240,7 +240,9 @@ def test_each_run_reads_the_forecasters_version_it_trained(own_storage):
     from wavefin_assets.definitions import defs
 
     root, resources = own_storage
-    config = {"epochs": 1, "batch_size": 32}
+    # which version each run reads is under test, not the models: one cheap model, no extra tasks
+    config = {"epochs": 1, "batch_size": 32, "models": ["logistic"], "walk_forward_folds": 0,
+              "volatility_task": False, "volume_translation": False}
     run_a = _materialize(resources, "forecasters", config)
     run_b = _materialize(resources, "forecasters", {**config, "seed": 7})
     latest = json.loads((root / "io" / "forecasters" / "__all__.json").read_text())

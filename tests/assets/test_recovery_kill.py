@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import torch
 import yaml
 
 from wavefin_core.io import host_tag
@@ -51,6 +52,9 @@ def _environment(root: Path) -> dict[str, str]:
         "WAVEFIN_MLFLOW_ARTIFACTS": str(storage / "mlflow" / "artifacts"),
         "WAVEFIN_DEVICE": "cpu",
         "WAVEFIN_PROFILE": "quick",
+        # one intra-op torch thread in the run_all processes: on a busy 2-core machine torch's threads spin
+        # and a tiny diffusion step took 5 s instead of 0.3 s (interleaved A/B; see tests/assets/conftest.py)
+        "OMP_NUM_THREADS": "1",
     }
 
 
@@ -137,11 +141,14 @@ def test_killed_run_is_recovered_on_next_start_and_ctrl_c_stops_cleanly(tmp_path
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what OMP_NUM_THREADS=1 does for runs A and B, in this process
     try:
         # The GPU step that was blocked before issue 6's fix; the rest of the model job is tested elsewhere.
         args = ["--series", "mjd", "--models-only", "--assets", "diffusion_model", "--config", str(config)]
         assert run_all.main(args) == 0
     finally:
+        torch.set_num_threads(threads)
         signal.signal(signal.SIGINT, handlers[0])
         signal.signal(signal.SIGTERM, handlers[1])
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:

@@ -22,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.core.conftest import Interrupt, crash_resume_and_rerun
 from wavefin_core.errors import ConfigError, NonFiniteError, TrainingDivergedError
 from wavefin_core.models.checkpoint import META_FILE, TENSORS_FILE, Checkpointing
 from wavefin_core.models.classifier import ClassifierConfig, predict_proba, save_classifier, train_classifier
@@ -54,8 +55,6 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(state_a[name], state_b[name]), name
 
 
-class Interrupt(Exception):
-    """Stands for a crash in the in-process resume tests (the SIGKILL test does it for real)."""
 
 
 KILLED_TRAINING = """
@@ -121,28 +120,13 @@ def test_direction_training_resumes_exactly(kind, every, tmp_path):
         return train_sequence_classifier(windows[0], y_train, windows[1], y_val, cfg, "cpu", progress,
                                          checkpointing)
 
-    def crash_after_epoch_2(epoch, total, row):
-        if epoch == 2:
-            raise Interrupt
-
-    uninterrupted = train()
-    logs: list[str] = []
-    checkpointing = Checkpointing(tmp_path, every, log=logs.append)
-    with pytest.raises(Interrupt):
-        train(checkpointing, crash_after_epoch_2)
-    resumed = train(checkpointing)
-    assert logs == [f"resuming from step {6 if every == 3 else 8} (checkpoint {checkpointing.bound[0]})"]
+    uninterrupted, resumed, again = crash_resume_and_rerun(train, tmp_path, every, 6 if every == 3 else 8)
     assert resumed.history == uninterrupted.history
     assert resumed.best_epoch == uninterrupted.best_epoch
     assert_same_weights(resumed.model, uninterrupted.model)
-
     # A finished training leaves a final checkpoint: training again returns at once, the same model.
-    progress_calls = []
-    again = train(checkpointing, lambda *args: progress_calls.append(args))
-    assert not progress_calls and again.history == uninterrupted.history
+    assert again.history == uninterrupted.history
     assert_same_weights(again.model, uninterrupted.model)
-    checkpointing.clear()
-    assert not list(tmp_path.iterdir())
 
 
 def test_checkpoint_of_other_data_or_config_is_ignored(tmp_path):

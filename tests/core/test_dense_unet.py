@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.core.conftest import crash_resume_and_rerun
 from wavefin_core.data.simulate import simulate_mjd
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.evaluation.volume import (
@@ -186,45 +187,25 @@ def test_volume_pairs_refuse_unusable_volume() -> None:
         build_volume_pairs(segments, volume, input_mode="phase")
 
 
-class Interrupt(Exception):
-    """Stands for a crash (kill) of the training process in the resume test."""
-
-
 @pytest.mark.parametrize("every", [3, 5], ids=["mid-epoch", "epoch-end"])
 def test_training_killed_and_resumed_equals_an_uninterrupted_run(every: int, tmp_path) -> None:
     """5 steps per epoch: every=3 resumes in the middle of epoch 2, every=5 just before its validation."""
-    from wavefin_core.models.checkpoint import Checkpointing
-
     (x_train, y_train), (x_val, y_val) = planted_pairs(40, 3), planted_pairs(16, 4)
     cfg = DenseUNetConfig(**{**TINY, "batch_size": 8, "patience": 10}, epochs=4, seed=1)
 
     def train(checkpointing=None, progress=None):
         return train_dense_unet(x_train, y_train, x_val, y_val, cfg, "cpu", progress, checkpointing)
 
-    def killed_after_epoch_2(epoch, total, row):
-        if epoch == 2:
-            raise Interrupt
-
-    uninterrupted = train()
-    logs: list[str] = []
-    checkpointing = Checkpointing(tmp_path, every, log=logs.append)
-    with pytest.raises(Interrupt):
-        train(checkpointing, killed_after_epoch_2)
-    resumed = train(checkpointing)
-    assert logs == [f"resuming from step {9 if every == 3 else 10} (checkpoint {checkpointing.bound[0]})"]
+    uninterrupted, resumed, again = crash_resume_and_rerun(train, tmp_path, every, 9 if every == 3 else 10)
     # The resumed run replays the very same operations (same process, one thread): exact equality.
     assert resumed.history == uninterrupted.history and resumed.best_epoch == uninterrupted.best_epoch
     for (name, a), b in zip(resumed.model.state_dict().items(), uninterrupted.model.state_dict().values(),
                             strict=True):
         assert torch.equal(a, b), name
     # A finished training leaves a final checkpoint: training again returns the same model at once.
-    calls: list[tuple] = []
-    again = train(checkpointing, lambda *args: calls.append(args))
-    assert not calls and again.train_seconds == 0.0 and again.history == uninterrupted.history
+    assert again.train_seconds == 0.0 and again.history == uninterrupted.history
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
                                                  uninterrupted.model.state_dict().values(), strict=True))
-    checkpointing.clear()
-    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("mode", ["magnitude", "real_imag"])

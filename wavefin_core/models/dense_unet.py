@@ -35,8 +35,11 @@ from wavefin_core.models.training import (
     check_positive,
     check_scalograms,
     count_parameters,
+    epoch_loop_state,
+    epoch_starts,
     load_weights,
     resolve_device,
+    resume_point,
     save_weights,
     seeded,
 )
@@ -264,7 +267,7 @@ def train_dense_unet(
     (train_seconds 0).
     A NaN/inf loss raises TrainingDivergedError naming the step; the model itself is not saved here.
     """
-    from wavefin_core.models.checkpoint import TrainingState, fingerprint
+    from wavefin_core.models.checkpoint import fingerprint
 
     cfg = cfg or DenseUNetConfig()
     cfg.validate()
@@ -288,28 +291,15 @@ def train_dense_unet(
         model = DenseUNet(x_train.shape[1], y_train.shape[1], cfg).to(device)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=cfg.lr_patience)
-        state = checkpointer.restore(model, optimizer, generator, scheduler) if checkpointer is not None else None
-        state = state or TrainingState()
+        state, history = resume_point(checkpointer, stopper, model, optimizer, generator, scheduler)
         finished_before = state.done
-        history: list[dict[str, float]] = list(state.extra.get("history", []))
-        if "stopper" in state.extra:
-            stopper.load_checkpoint_state(state.extra["stopper"], state.tensors)
         steps = state.step
 
-        def snapshot(**position: Any) -> TrainingState:
-            stopper_meta, stopper_tensors = stopper.checkpoint_state()
-            extra = {"history": history, "stopper": stopper_meta, **position.pop("extra", {})}
-            return TrainingState(step=steps, extra=extra, tensors=stopper_tensors, **position)
+        def draw_order() -> torch.Tensor:
+            return torch.randperm(n, generator=generator)
 
-        for epoch_index in range(state.epoch, cfg.epochs):
-            if state.done:
-                break
+        for epoch_index, order, first_batch, loss_sum, seen in epoch_starts(state, cfg.epochs, draw_order):
             epoch = epoch_index + 1
-            resuming = epoch_index == state.epoch and state.order is not None
-            order = state.order if resuming else torch.randperm(n, generator=generator)
-            first_batch = state.batch if resuming else 0
-            loss_sum = float(state.extra["loss_sum"]) if resuming else 0.0
-            seen = int(state.extra["seen"]) if resuming else 0
             model.train()
             for batch, index in enumerate(batches_from(order, batch_size, first_batch), start=first_batch + 1):
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
@@ -326,8 +316,10 @@ def train_dense_unet(
                 steps += 1
                 if checkpointer is not None and checkpointer.due(steps):
                     position = {"loss_sum": loss_sum, "seen": seen}
-                    checkpointer.save(snapshot(epoch=epoch_index, batch=batch, order=order, extra=position),
-                                      model, optimizer, generator, scheduler)
+                    checkpointer.save(
+                        epoch_loop_state(steps, history, stopper, epoch=epoch_index, batch=batch, order=order,
+                                         extra=position),
+                        model, optimizer, generator, scheduler)
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
             model.eval()
@@ -352,7 +344,8 @@ def train_dense_unet(
         model.eval()
         check_finite_weights(model, steps, CHECKPOINT_KIND, cfg.learning_rate)
         if checkpointer is not None and not state.done:
-            checkpointer.save(snapshot(epoch=cfg.epochs, done=True), model, optimizer, generator, scheduler)
+            checkpointer.save(epoch_loop_state(steps, history, stopper, epoch=cfg.epochs, done=True),
+                              model, optimizer, generator, scheduler)
     return DenseUNetResult(model=model, history=history, best_epoch=stopper.best_epoch, config=cfg,
                            n_parameters=count_parameters(model),
                            train_seconds=0.0 if finished_before else time.perf_counter() - started)

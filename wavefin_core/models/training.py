@@ -1,7 +1,9 @@
 """What the model trainers share: devices, seeding, input checks, mini-batches, early stopping, the one
 save/load pair of the model wrappers (`save_model` / `load_model`: model.safetensors + config.json), and the one
 training loop of every neural direction classifier (`TrainingConfig`, `fit_classifier`, `FitResult`) with its
-class balancing, ReduceLROnPlateau, prior matching, `count_parameters` and the `overfit_single_batch` check.
+class balancing, ReduceLROnPlateau, prior matching, `count_parameters` and the `overfit_single_batch` check,
+and the checkpoint/resume steps that loop shares with the Dense U-Net's (`resume_point`, `epoch_starts`,
+`epoch_loop_state`).
 
 They live here so that the diffusion and classifier trainers read the same way and behave the same way on the
 points the house rules care about: explicit seeds (same config, same numbers on CPU), user mistakes reported as
@@ -30,7 +32,7 @@ from wavefin_core.errors import ConfigError, DataError, NonFiniteError, Training
 from wavefin_core.io import atomic_directory
 
 if TYPE_CHECKING:  # checkpoint.py imports this module
-    from wavefin_core.models.checkpoint import Checkpointing
+    from wavefin_core.models.checkpoint import Checkpointer, Checkpointing, TrainingState
 
 ProgressFn = Callable[[int, int, dict], None]
 """`progress(step, total, info)`: called from long loops so the Dagster layer can log and the CLI can use tqdm."""
@@ -525,6 +527,61 @@ def predict_softmax(
         model.train(was_training)
 
 
+def resume_point(
+    checkpointer: Checkpointer | None,
+    stopper: EarlyStopping,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    scheduler: Any,
+) -> tuple[TrainingState, list[dict[str, float]]]:
+    """Where an epoch loop with early stopping starts (`fit_classifier`, `train_dense_unet`): (state, history).
+
+    With a usable checkpoint, model, optimizer, scheduler, RNGs and `stopper` are restored in place and the
+    checkpoint's position and per-epoch history are returned; otherwise a fresh state and an empty history.
+    One function, so that what such a loop saves (`epoch_loop_state`) and what it resumes cannot drift apart.
+    """
+    from wavefin_core.models.checkpoint import TrainingState
+
+    state = checkpointer.restore(model, optimizer, generator, scheduler) if checkpointer is not None else None
+    state = state or TrainingState()
+    if "stopper" in state.extra:
+        stopper.load_checkpoint_state(state.extra["stopper"], state.tensors)
+    return state, list(state.extra.get("history", []))
+
+
+def epoch_loop_state(
+    steps: int, history: list[dict[str, float]], stopper: EarlyStopping, **position: Any
+) -> TrainingState:
+    """The checkpoint state of such a loop after `steps` optimizer steps (what `resume_point` reads back).
+
+    `position` holds `TrainingState`'s epoch / batch / order / done, and `extra` the loop's own JSON values
+    (the running loss sums of the epoch in progress).
+    """
+    from wavefin_core.models.checkpoint import TrainingState
+
+    stopper_meta, stopper_tensors = stopper.checkpoint_state()
+    extra = {"history": history, "stopper": stopper_meta, **position.pop("extra", {})}
+    return TrainingState(step=steps, extra=extra, tensors=stopper_tensors, **position)
+
+
+def epoch_starts(
+    state: TrainingState, epochs: int, draw_order: Callable[[], torch.Tensor]
+) -> Iterator[tuple[int, torch.Tensor, int, float, int]]:
+    """The epochs such a loop still runs from `state`, each as (epoch index, data order, first batch, loss sum,
+    samples seen): the epoch a checkpoint stopped in goes on with its saved order and running sums, every later
+    one calls `draw_order()` at its start (so the trainer's generator is drawn at the same points as in an
+    uninterrupted run). None after a finished training (`state.done`).
+    """
+    if state.done:
+        return
+    for epoch_index in range(state.epoch, epochs):
+        if epoch_index == state.epoch and state.order is not None:
+            yield epoch_index, state.order, state.batch, float(state.extra["loss_sum"]), int(state.extra["seen"])
+        else:
+            yield epoch_index, draw_order(), 0, 0.0, 0
+
+
 def fit_classifier(
     build_model: Callable[[], nn.Module],
     train_inputs: tuple[np.ndarray, ...],
@@ -554,7 +611,7 @@ def fit_classifier(
     is saved every `checkpointing.every` optimizer steps under `kind`, and a checkpoint of the same config and
     data is resumed exactly. A NaN/inf training or validation loss raises TrainingDivergedError naming the step.
     """
-    from wavefin_core.models.checkpoint import TrainingState, fingerprint
+    from wavefin_core.models.checkpoint import fingerprint
 
     started = time.perf_counter()
     cfg.validate()
@@ -578,33 +635,15 @@ def fit_classifier(
         )
         weight_tensor = torch.tensor(weights, dtype=torch.float32)
         criterion = nn.CrossEntropyLoss(weight=None if sampler else weight_tensor.to(device))
-        state = checkpointer.restore(model, optimizer, generator, scheduler) if checkpointer is not None else None
-        state = state or TrainingState()
+        state, history = resume_point(checkpointer, stopper, model, optimizer, generator, scheduler)
         finished_before = state.done
-        history: list[dict[str, float]] = list(state.extra.get("history", []))
-        if "stopper" in state.extra:
-            stopper.load_checkpoint_state(state.extra["stopper"], state.tensors)
         steps = state.step
 
-        def snapshot(**position: Any) -> TrainingState:
-            stopper_meta, stopper_tensors = stopper.checkpoint_state()
-            extra = {"history": history, "stopper": stopper_meta, **position.pop("extra", {})}
-            return TrainingState(step=steps, extra=extra, tensors=stopper_tensors, **position)
+        def draw_order() -> torch.Tensor:
+            return balanced_order(labels, weights, generator) if sampler else torch.randperm(n, generator=generator)
 
-        for epoch_index in range(state.epoch, cfg.epochs):
-            if state.done:
-                break
+        for epoch_index, order, first_batch, loss_sum, seen in epoch_starts(state, cfg.epochs, draw_order):
             epoch = epoch_index + 1
-            resuming = epoch_index == state.epoch and state.order is not None
-            if resuming:
-                order = state.order
-            elif sampler:
-                order = balanced_order(labels, weights, generator)
-            else:
-                order = torch.randperm(n, generator=generator)
-            first_batch = state.batch if resuming else 0
-            loss_sum = float(state.extra["loss_sum"]) if resuming else 0.0
-            seen = int(state.extra["seen"]) if resuming else 0
             model.train()
             for batch, index in enumerate(batches_from(order, batch_size, first_batch), start=first_batch + 1):
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
@@ -620,8 +659,10 @@ def fit_classifier(
                 steps += 1
                 if checkpointer is not None and checkpointer.due(steps):
                     position = {"loss_sum": loss_sum, "seen": seen}
-                    checkpointer.save(snapshot(epoch=epoch_index, batch=batch, order=order, extra=position),
-                                      model, optimizer, generator, scheduler)
+                    checkpointer.save(
+                        epoch_loop_state(steps, history, stopper, epoch=epoch_index, batch=batch, order=order,
+                                         extra=position),
+                        model, optimizer, generator, scheduler)
                 if cfg.max_steps is not None and steps >= cfg.max_steps:
                     break
 
@@ -646,7 +687,8 @@ def fit_classifier(
         model.eval()
         check_finite_weights(model, steps, kind, cfg.learning_rate)
         if checkpointer is not None and not state.done:
-            checkpointer.save(snapshot(epoch=cfg.epochs, done=True), model, optimizer, generator, scheduler)
+            checkpointer.save(epoch_loop_state(steps, history, stopper, epoch=cfg.epochs, done=True),
+                              model, optimizer, generator, scheduler)
 
     offsets = np.zeros(n_classes)
     val_logits = model_logits(model, val_inputs, device, max(batch_size, eval_batch_size)).numpy()
