@@ -80,3 +80,52 @@ def test_tstr_abs_return_target_rewards_the_right_scale() -> None:
     assert right["mean"] < 1.1 * right["real_mean"] and wrong["mean"] > 1.5 * wrong["real_mean"]
     with pytest.raises(ConfigError, match="target"):
         tstr_predictive_score(real_train, real_train, real_test, target="price")  # type: ignore[arg-type]
+
+
+def test_grouped_networks_match_the_one_net_at_a_time_loop() -> None:
+    """The report trains every seed of every generator as one grouped model, in threads; each net must end
+    where it would have alone: same init, same minibatch rows, its own gradient and Adam state."""
+    from wavefin_core.evaluation import discriminative as D
+
+    rng = np.random.default_rng(7)
+    real = np.lib.stride_tricks.sliding_window_view(rng.standard_t(4, 191), 32).copy()  # 160 stride-1 windows
+    synths = {"gauss": rng.standard_normal((120, 32)), "wide": 1.5 * rng.standard_t(3, (140, 32))}
+    grouped = D.posthoc_discriminative_scores(real, synths, seeds=2, steps=15, workers=2)
+    alone = {name: posthoc_discriminative_score(real, w, seeds=2, steps=15, grouped=False)
+             for name, w in synths.items()}
+    for name in synths:  # 48 held-out windows per seed: one flipped window would move a value by 1/48
+        assert grouped[name]["values"] == pytest.approx(alone[name]["values"], abs=1.5 / 48), name
+        assert {k: v for k, v in grouped[name].items() if k not in ("values", "mean", "std")} == \
+            {k: v for k, v in alone[name].items() if k not in ("values", "mean", "std")}
+    # The raw outputs, including a net with fewer training rows than the batch (the padded, masked rows), agree
+    # to float rounding: a grouped convolution sums in another order than a plain one, and 15 Adam steps carry
+    # that difference along without amplifying it.
+    fits = [D._Fit(rng.standard_normal((n, 32)).astype(np.float32), (rng.random(n) > 0.5).astype(np.float32),
+                   seed, np.random.default_rng(seed), rng.standard_normal((50, 32)).astype(np.float32))
+            for seed, n in enumerate((160, 90, 160))]
+    copies = [D._Fit(f.x, f.y, f.seed, np.random.default_rng(f.seed), f.x_eval) for f in fits]
+    together = D._train_all("classifier", fits, 15, 128, 16, 1e-2, grouped=True, workers=2)
+    one_by_one = D._train_all("classifier", copies, 15, 128, 16, 1e-2, grouped=False, workers=None)
+    for a, b in zip(together, one_by_one, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    # Which thread trains a group does not change a bit: the grouping depends on the number of nets only.
+    again = D.posthoc_discriminative_scores(real, synths, seeds=2, steps=15, workers=1)
+    assert again == grouped
+
+
+def test_grouped_tstr_matches_the_loop_and_reuses_the_real_reference() -> None:
+    from wavefin_core.evaluation import discriminative as D
+
+    rng = np.random.default_rng(8)
+    real_train, real_test = _ar_windows(rng, 300), _ar_windows(rng, 100)
+    synths = {"ar": _ar_windows(rng, 200), "iid": rng.standard_normal((200, 32))}
+    D._REAL_REFERENCE.clear()
+    grouped = D.tstr_predictive_scores(synths, real_train, real_test, seeds=2, steps=25, workers=2)
+    D._REAL_REFERENCE.clear()
+    alone = {name: tstr_predictive_score(w, real_train, real_test, seeds=2, steps=25, grouped=False)
+             for name, w in synths.items()}
+    for name in synths:  # MAEs of nets trained in a grouped model vs alone: float rounding only (see above)
+        for key in ("values", "real_values"):
+            np.testing.assert_allclose(grouped[name][key], alone[name][key], rtol=2e-3)
+        assert grouped[name]["n"] == alone[name]["n"] == 200
+    assert grouped["ar"]["real_values"] == grouped["iid"]["real_values"]  # one real reference per seed

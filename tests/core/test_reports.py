@@ -322,3 +322,19 @@ def test_forecast_report_walk_forward_augmentation_and_extra_sections(tmp_path: 
     assert doc["extra"]["Volume translation"] == {"dense_unet": {"mae": 0.1}}
     assert doc["series"]["s"]["models"]["historical_mean"]["params"] == 0  # the fourth naive baseline
     assert {"mse", "mase"} <= set(doc["series"]["s"]["return_models"]["zero_return"])
+
+
+def test_save_figure_crops_only_figures_without_a_layout_engine(tmp_path: Path) -> None:
+    """Constrained-layout figures (every report figure) already fit their content; cropping them drew them twice."""
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    from wavefin_core.evaluation.plots import save_figure
+
+    def saved_shape(layout: str | None) -> tuple[int, ...]:
+        fig = Figure(figsize=(4, 3), layout=layout)
+        fig.subplots().plot([0, 1], [0, 1])
+        return imread(save_figure(fig, tmp_path / f"{layout}.png", dpi=50)).shape[:2]
+
+    assert saved_shape("constrained") == (150, 200)  # the figure as laid out, not cropped
+    assert saved_shape(None) != (150, 200)  # no layout engine: cropped to its content, as before

@@ -15,18 +15,37 @@ for a batch of 128 windows of 64 steps) and the report runs it 7 generators x 2 
 seeded and runs on CPU in ONE torch thread (restored afterwards): tiny nets gain nothing from more threads, a
 busy machine makes thread synchronisation very slow, and a fixed thread count makes the float reductions, so
 the numbers, the same for the same inputs and seed on any machine with the same torch build.
+
+Speed: the nets of one report (every seed of every generator) are trained together, a few at a time, as ONE
+grouped model (``Conv1d(groups=G)``): each net keeps its own weights (initialised exactly as when trained alone),
+its own minibatch rows (its own seeded rng) and its own Adam state, and a summed loss gives every net exactly its
+own gradient. The numbers are those of the one-net-at-a-time loop up to float rounding (a grouped convolution
+sums in another order); ``grouped=False`` runs that loop, and the tests compare the two. The groups (an even
+number, set by the number of nets only) are trained in parallel threads, one per core, each with the one torch
+thread: the report used one core of two before; which thread trains a group does not change its numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from wavefin_core.errors import ConfigError, DataError
 
-__all__ = ["posthoc_discriminative_score", "tstr_predictive_score"]
+__all__ = ["posthoc_discriminative_score", "posthoc_discriminative_scores", "tstr_predictive_score",
+           "tstr_predictive_scores", "GROUP_SIZE", "available_cores"]
+
+#: Nets trained together in one grouped model. Per net and optimizer step, on 2 loaded cores with one torch
+#: thread (the same step as bench/bench_generation_report.py --micro): 5 at once 0.64x the time of one at a
+#: time, 10 at once 0.69x, 35 at once 1.03x (their activations no longer fit in the cache). Larger sets are
+#: split evenly into groups of at most this many.
+GROUP_SIZE = 8
+_GROUP_MULTIPLE = 2  # the nets are split into a multiple of this many groups: two cores, two groups at a time
+_EVAL_ROWS = 512  # rows per grouped forward pass when scoring: bounds the activations of a long test set
 
 
 def _windows(x: Any, name: str, min_rows: int) -> np.ndarray:
@@ -125,11 +144,171 @@ def _block_split(w: np.ndarray, n_test: int, rng: np.random.Generator) -> tuple[
     return rest, test, n_shared
 
 
-def _one_discriminative_seed(r: np.ndarray, s: np.ndarray, seed: int, train_fraction: float, steps: int,
-                             batch_size: int, channels: int, lr: float, scale: str) -> tuple[float, int, int]:
+# ------------------------------------------------------------------------------------------ grouped training
+@dataclass
+class _Fit:
+    """One net to train and apply: float32 inputs ``x`` (n, T) and targets ``y`` ((n,) labels or (n, T) values),
+    the seed of its initial weights, the rng of its minibatch rows, and the inputs ``x_eval`` it is applied to."""
+
+    x: np.ndarray
+    y: np.ndarray
+    seed: int
+    rng: np.random.Generator
+    x_eval: np.ndarray
+
+
+_BUILDERS = {"classifier": lambda channels: _classifier(channels), "predictor": lambda channels: _predictor(channels)}
+
+
+def _loss_fn(kind: str) -> Any:
+    import torch.nn.functional as F
+
+    if kind == "classifier":
+        return F.binary_cross_entropy_with_logits
+    return lambda out, y: (out - y).abs().mean()
+
+
+def _grouped_forward(kind: str, params: list[Any], x: Any, groups: int, channels: int) -> Any:
+    """The ``groups`` nets of :func:`_classifier` / :func:`_predictor` at once on ``x`` (B, groups, T): net g
+    reads channel g and owns the g-th block of every stacked parameter. Returns (B, groups) logits or
+    (B, groups, T) predictions."""
     import torch
     import torch.nn.functional as F
 
+    w1, b1, w2, b2, w3, b3 = params
+    if kind == "classifier":
+        h = F.relu(F.conv1d(x, w1, b1, padding=2, groups=groups))
+        h = F.relu(F.conv1d(h, w2, b2, padding=4, dilation=2, groups=groups))
+        mean = h.mean(dim=2)
+        spread = ((h * h).mean(dim=2) - mean * mean).clamp_min(1e-12).sqrt()  # as _WindowCNN.forward
+        per_net = (x.shape[0], groups, channels)
+        pooled = torch.cat([mean.view(per_net), h.amax(dim=2).view(per_net), spread.view(per_net)], dim=2)
+        return torch.einsum("bgc,gc->bg", pooled, w3) + b3
+    h = F.relu(F.conv1d(F.pad(x, (3, 0)), w1, b1, groups=groups))
+    h = F.relu(F.conv1d(F.pad(h, (6, 0)), w2, b2, dilation=2, groups=groups))
+    return F.conv1d(h, w3, b3, groups=groups)
+
+
+def _initial_params(kind: str, fits: list[_Fit], channels: int) -> list[Any]:
+    """The stacked parameters of one group: each net built alone from ``torch.manual_seed(seed)`` in a forked RNG
+    (exactly the weights :func:`_train_seeded` starts from), block g of every parameter = net g's. Runs in the
+    calling thread: torch's RNG is process-wide."""
+    import torch
+
+    nets = []
+    for fit in fits:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(fit.seed)
+            nets.append(_BUILDERS[kind](channels))
+    return [torch.cat([p.detach() for p in same]).requires_grad_()
+            for same in zip(*(list(net.parameters()) for net in nets), strict=True)]
+
+
+def _train_group(kind: str, fits: list[_Fit], params: list[Any], steps: int, batch_size: int, channels: int,
+                 lr: float) -> list[np.ndarray]:
+    """Train ``fits`` together as one grouped model from ``params`` (:func:`_initial_params`) and return each
+    net's outputs on its ``x_eval``.
+
+    Same as :func:`_train_seeded` per net: ``steps`` Adam steps, minibatch rows drawn from the net's own ``rng``
+    in the same order, loss = the net's own mean loss. Adam is elementwise and the summed loss gives each net
+    only its own gradient, so every net follows its own trajectory, up to float rounding.
+    """
+    import torch
+
+    groups = len(fits)
+    opt = torch.optim.Adam(params, lr=lr)
+    xs = [torch.as_tensor(fit.x) for fit in fits]
+    ys = [torch.as_tensor(fit.y) for fit in fits]
+    sizes = [min(batch_size, fit.x.shape[0]) for fit in fits]
+    width = max(sizes)
+    # Nets with fewer training rows than the batch (tiny inputs) get padded rows that carry no loss.
+    mask = torch.as_tensor(np.arange(width)[:, None] < np.asarray(sizes)[None, :], dtype=torch.float32)
+    weight = mask / torch.as_tensor(sizes, dtype=torch.float32)
+    equal = len(set(sizes)) == 1
+    for _ in range(steps):
+        rows = [torch.as_tensor(fit.rng.integers(0, fit.x.shape[0], size=size)) for fit, size in zip(fits, sizes, strict=True)]
+        if not equal:
+            rows = [torch.cat([r, r.new_zeros(width - r.numel())]) for r in rows]
+        xb = torch.stack([x[r] for x, r in zip(xs, rows, strict=True)], dim=1)
+        yb = torch.stack([y[r] for y, r in zip(ys, rows, strict=True)], dim=1)
+        out = _grouped_forward(kind, params, xb, groups, channels)
+        if kind == "classifier":
+            per_row = torch.nn.functional.binary_cross_entropy_with_logits(out, yb, reduction="none")
+        else:
+            per_row = (out - yb).abs().mean(dim=2)  # equal steps per row: the mean over rows and steps
+        loss = per_row.mean(dim=0).sum() if equal else (per_row * weight).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    outputs: list[list[np.ndarray]] = [[] for _ in fits]
+    longest = max(fit.x_eval.shape[0] for fit in fits)
+    with torch.no_grad():
+        for start in range(0, longest, _EVAL_ROWS):
+            parts = [torch.as_tensor(fit.x_eval[start:start + _EVAL_ROWS]) for fit in fits]
+            rows = max(p.shape[0] for p in parts)
+            xb = torch.stack([torch.nn.functional.pad(p, (0, 0, 0, rows - p.shape[0])) for p in parts], dim=1)
+            out = _grouped_forward(kind, params, xb, groups, channels)
+            for g, p in enumerate(parts):
+                outputs[g].append(out[: p.shape[0], g].numpy())
+    return [np.concatenate(o) for o in outputs]
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _train_all(kind: str, fits: list[_Fit], steps: int, batch_size: int, channels: int, lr: float,
+               grouped: bool, workers: int | None) -> list[np.ndarray]:
+    """Every fit's outputs on its ``x_eval``.
+
+    ``grouped``: the fits are split evenly into an even number of groups of at most :data:`GROUP_SIZE` nets,
+    each trained as one grouped model, ``workers`` groups at a time in threads (None: one per available core). Each thread runs one torch thread (the caller's ``cpu_threads(.., 1)``) and torch
+    releases the GIL inside its kernels, so two groups use two cores; a group's numbers do not depend on which
+    thread or how many ran it. ``grouped=False``: one net at a time through :func:`_train_seeded` (the
+    reference the tests compare with).
+    """
+    import torch
+
+    if not grouped:
+        out = []
+        for fit in fits:
+            net = _train_seeded(lambda: _BUILDERS[kind](channels), torch.as_tensor(fit.x), torch.as_tensor(fit.y),
+                                _loss_fn(kind), fit.seed, fit.rng, steps, batch_size, lr)
+            with torch.no_grad():
+                out.append(net(torch.as_tensor(fit.x_eval)).numpy())
+        return out
+    workers = available_cores() if workers is None else int(workers)
+    if workers < 1:
+        raise ConfigError(f"`workers` must be >= 1 (threads training the score networks); got {workers}.")
+    # An even number of groups (2 cores idle less), never more than the nets; the grouping depends on the
+    # number of nets only, not on the machine, so the numbers do not either.
+    n_groups = min(len(fits), -(-len(fits) // (GROUP_SIZE * _GROUP_MULTIPLE)) * _GROUP_MULTIPLE)
+    chunks = [[fits[i] for i in chunk] for chunk in np.array_split(np.arange(len(fits)), n_groups)]
+    params = [_initial_params(kind, chunk, channels) for chunk in chunks]  # torch's RNG: in this thread
+    jobs = list(zip(chunks, params, strict=True))
+    if workers == 1 or len(jobs) == 1:
+        results = [_train_group(kind, chunk, p, steps, batch_size, channels, lr) for chunk, p in jobs]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = torch.get_num_threads()
+
+        def run(job: tuple[list[_Fit], list[Any]]) -> list[np.ndarray]:
+            torch.set_num_threads(threads)  # the caller's intra-op setting, in this thread too
+            return _train_group(kind, job[0], job[1], steps, batch_size, channels, lr)
+
+        with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="wavefin-score") as pool:
+            results = list(pool.map(run, jobs))
+    return [out for result in results for out in result]
+
+
+def _discriminative_fit(r: np.ndarray, s: np.ndarray, seed: int, train_fraction: float,
+                        scale: str) -> tuple[_Fit, np.ndarray, int, int]:
+    """Seed ``seed``'s data: (the classifier's fit, held-out labels, training rows per class, shared rows)."""
     rng = np.random.default_rng(seed)
     m = min(r.shape[0], s.shape[0])  # equal classes: chance is exactly 50%
     r = r[np.sort(rng.choice(r.shape[0], m, replace=False))]  # sorted: keeps the time order of the rows
@@ -150,20 +329,15 @@ def _one_discriminative_seed(r: np.ndarray, s: np.ndarray, seed: int, train_frac
     else:  # one common scale from the training part: the net sees ~unit values, and every level difference
         common = float(x_tr.std()) or 1.0
         x_tr, x_te = x_tr / common, x_te / common
-    xt = torch.as_tensor(x_tr, dtype=torch.float32)
-    yt = torch.as_tensor(y_tr, dtype=torch.float32)
-    net = _train_seeded(lambda: _classifier(channels), xt, yt, F.binary_cross_entropy_with_logits, seed, rng,
-                        steps, batch_size, lr)
-    with torch.no_grad():
-        logits = net(torch.as_tensor(x_te, dtype=torch.float32)).numpy()
-    accuracy = float(((logits > 0).astype(np.float64) == y_te).mean())
-    return abs(accuracy - 0.5), n_train, r_shared + s_shared
+    # the rng goes on to draw this seed's minibatch rows (after the split, as when each seed ran alone)
+    fit = _Fit(x_tr.astype(np.float32), y_tr.astype(np.float32), seed, rng, x_te.astype(np.float32))
+    return fit, y_te, n_train, r_shared + s_shared
 
 
 def posthoc_discriminative_score(real: Any, synth: Any, seeds: int = 5, *, train_fraction: float = 0.8,
                                  steps: int = 100, batch_size: int = 128, channels: int = 16,
                                  lr: float = 1e-2, scale: Literal["global", "per_window"] = "global",
-                                 ) -> dict[str, Any]:
+                                 grouped: bool = True, workers: int | None = None) -> dict[str, Any]:
     """TimeGAN's discriminative score, |held-out accuracy - 0.5| of a post-hoc classifier, over ``seeds`` seeds.
 
     Per seed s (0..seeds-1): the larger set is subsampled (keeping row order) to the smaller one's size; from
@@ -177,6 +351,11 @@ def posthoc_discriminative_score(real: Any, synth: Any, seeds: int = 5, *, train
     ``"per_window"`` divides each window by its own std, so only the shape inside a window (tails, clustering,
     dependence) is judged and a volatility-level shift between periods is not.
 
+    ``grouped`` (default) trains the seeds' nets together (see the module docstring); False trains them one by
+    one (the same numbers up to float rounding, slower). ``workers``: threads training the groups (None: one
+    per available core; the numbers do not depend on it). To score several generators against the same real
+    windows, :func:`posthoc_discriminative_scores` groups all their nets.
+
     Returns ``{"mean", "std" (ddof 1; 0 for one seed), "seeds" (int), "values" (list, one per seed),
     "n_test" (held-out windows per seed, both classes), "n_train" (training windows, both classes, smallest
     over seeds), "n_train_sharing_values" (training rows that shared values with held-out rows but could not
@@ -185,26 +364,50 @@ def posthoc_discriminative_score(real: Any, synth: Any, seeds: int = 5, *, train
     windows holds only ~(n_test / 2 + T) distinct values, so expect much more spread, and quote the std.
     Compare generators with the real-vs-real floor, not with 0.
     """
+    return posthoc_discriminative_scores(real, {"synth": synth}, seeds, train_fraction=train_fraction, steps=steps,
+                                         batch_size=batch_size, channels=channels, lr=lr, scale=scale,
+                                         grouped=grouped, workers=workers)["synth"]
+
+
+def posthoc_discriminative_scores(real: Any, synths: dict[str, Any], seeds: int = 5, *,
+                                  train_fraction: float = 0.8, steps: int = 100, batch_size: int = 128,
+                                  channels: int = 16, lr: float = 1e-2,
+                                  scale: Literal["global", "per_window"] = "global",
+                                  grouped: bool = True, workers: int | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`posthoc_discriminative_score` of every ``synths[name]`` against the same ``real`` windows, with the
+    nets of all generators and seeds trained together in groups (``{name: result}``, the same numbers as one
+    call per generator up to float rounding)."""
     r = _windows(real, "real", min_rows=10)
-    s = _windows(synth, "synth", min_rows=10)
-    if r.shape[1] != s.shape[1]:
-        raise DataError(f"real windows have length {r.shape[1]} but synthetic ones {s.shape[1]}; "
-                        "generate windows of the same `window_length`.")
+    sets = {name: _windows(w, "synth" if len(synths) == 1 else f"synth[{name!r}]", min_rows=10)
+            for name, w in synths.items()}
+    for name, s in sets.items():
+        if r.shape[1] != s.shape[1]:
+            raise DataError(f"real windows have length {r.shape[1]} but synthetic ones ({name}) {s.shape[1]}; "
+                            "generate windows of the same `window_length`.")
     if not 0 < train_fraction < 1:
         raise ConfigError(f"`train_fraction` must be in (0, 1); got {train_fraction}.")
     if scale not in ("global", "per_window"):
         raise ConfigError(f"`scale` must be 'global' or 'per_window'; got {scale!r}.")
+    seed_list = _seed_list(seeds)
+    prepared = {name: [_discriminative_fit(r, s, seed, train_fraction, scale) for seed in seed_list]
+                for name, s in sets.items()}
+    fits = [run[0] for runs in prepared.values() for run in runs]
     from wavefin_core.models.training import cpu_threads
     with cpu_threads("cpu", 1):  # small 1-D CNNs: one thread is as fast, and never contends
-        runs = [_one_discriminative_seed(r, s, seed, train_fraction, steps, batch_size, channels, lr, scale)
-                for seed in _seed_list(seeds)]
-    values = [run[0] for run in runs]
-    mean, std = _summary(values)
-    m = min(r.shape[0], s.shape[0])
-    return {"mean": mean, "std": std, "seeds": len(values), "values": values,
-            "n_test": 2 * (m - int(round(m * train_fraction))),
-            "n_train": int(min(2 * run[1] for run in runs)),
-            "n_train_sharing_values": int(max(run[2] for run in runs))}
+        logits = iter(_train_all("classifier", fits, steps, batch_size, channels, lr, grouped, workers))
+    out = {}
+    for name, runs in prepared.items():
+        values = []
+        for _fit, y_te, _n_train, _shared in runs:
+            accuracy = float(((next(logits) > 0).astype(np.float64) == y_te).mean())
+            values.append(abs(accuracy - 0.5))
+        mean, std = _summary(values)
+        m = min(r.shape[0], sets[name].shape[0])
+        out[name] = {"mean": mean, "std": std, "seeds": len(values), "values": values,
+                     "n_test": 2 * (m - int(round(m * train_fraction))),
+                     "n_train": int(min(2 * run[2] for run in runs)),
+                     "n_train_sharing_values": int(max(run[3] for run in runs))}
+    return out
 
 
 # ------------------------------------------------------------------------------------------ predictive (TSTR)
@@ -228,25 +431,24 @@ def _predictor(channels: int) -> Any:
     return _CausalCNN()
 
 
-def _fit_predict_mae(train: np.ndarray, test: np.ndarray, seed: int, target: str, steps: int, batch_size: int,
-                     channels: int, lr: float) -> float:
-    """Train the causal CNN on ``train`` (L1 loss, every step of every window) and return its MAE on ``test``."""
-    import torch
-
-    rng = np.random.default_rng(seed)
+def _predictive_fit(train: np.ndarray, test: np.ndarray, seed: int, target: str) -> tuple[_Fit, np.ndarray, float]:
+    """The causal CNN's fit on ``train`` (L1 loss, every step of every window), applied to ``test``: (the fit,
+    the test targets in the fit's units, that scale)."""
     scale = float(train.std()) or 1.0  # the training set's own scale: a model learns its data's units
 
-    def xy(w: np.ndarray) -> tuple[Any, Any]:
-        x = torch.as_tensor(w[:, :-1] / scale, dtype=torch.float32)
+    def xy(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         y = w[:, 1:] / scale
-        return x, torch.as_tensor(np.abs(y) if target == "abs_return" else y, dtype=torch.float32)
+        return (w[:, :-1] / scale).astype(np.float32), (np.abs(y) if target == "abs_return" else y).astype(np.float32)
 
     x_tr, y_tr = xy(train)
-    net = _train_seeded(lambda: _predictor(channels), x_tr, y_tr, lambda out, y: (out - y).abs().mean(), seed,
-                        rng, steps, batch_size, lr)
     x_te, y_te = xy(test)
-    with torch.no_grad():
-        return float((net(x_te) - y_te).abs().mean()) * scale
+    return _Fit(x_tr, y_tr, seed, np.random.default_rng(seed), x_te), y_te, scale
+
+
+def _mae(predicted: np.ndarray, y: np.ndarray, scale: float) -> float:
+    import torch
+
+    return float((torch.as_tensor(predicted) - torch.as_tensor(y)).abs().mean()) * scale
 
 
 # Real-trained reference MAEs by (data digest, n, seed, settings): a report scores several generators against the
@@ -264,7 +466,8 @@ def _digest(*arrays: np.ndarray) -> str:
 
 def tstr_predictive_score(synth: Any, real_train: Any, real_test: Any, n: int | None = None, seeds: int = 3, *,
                           target: Literal["return", "abs_return"] = "return", steps: int = 100,
-                          batch_size: int = 128, channels: int = 16, lr: float = 1e-2) -> dict[str, Any]:
+                          batch_size: int = 128, channels: int = 16, lr: float = 1e-2,
+                          grouped: bool = True, workers: int | None = None) -> dict[str, Any]:
     """Train on synthetic, test on real (TSTR), with the same-size real reference.
 
     A small causal 1-D CNN predicts the next step of a window from its past at every step (TimeGAN's
@@ -279,39 +482,78 @@ def tstr_predictive_score(synth: Any, real_train: Any, real_test: Any, n: int | 
     forecast, which rewards a generator for the right scale and volatility clustering (next-step returns
     are nearly unpredictable, so the return MAEs of all generators are close).
 
+    ``grouped``: train the nets together (see the module docstring) or one by one; ``workers``: threads
+    training the groups (None: one per available core). To score several generators,
+    :func:`tstr_predictive_scores` groups all their nets.
+
     Returns ``{"mean", "std", "seeds", "values"}`` for the synthetic-trained model, ``"real_mean"``,
     ``"real_std"``, ``"real_values"`` for the real-trained one, ``"n"`` and ``"target"``. Lower is better; a
     synthetic mean close to ``real_mean`` means the synthetic data is as useful as real data for this task.
     """
-    sy = _windows(synth, "synth", min_rows=2)
+    return tstr_predictive_scores({"synth": synth}, real_train, real_test, n, seeds, target=target, steps=steps,
+                                  batch_size=batch_size, channels=channels, lr=lr, grouped=grouped,
+                                  workers=workers)["synth"]
+
+
+def tstr_predictive_scores(synths: dict[str, Any], real_train: Any, real_test: Any, n: int | None = None,
+                           seeds: int = 3, *, target: Literal["return", "abs_return"] = "return", steps: int = 100,
+                           batch_size: int = 128, channels: int = 16, lr: float = 1e-2,
+                           grouped: bool = True, workers: int | None = None) -> dict[str, dict[str, Any]]:
+    """:func:`tstr_predictive_score` of every ``synths[name]`` against the same real windows, with the nets of
+    all generators and seeds (and the real references not cached yet) trained together in groups."""
+    sets = {name: _windows(w, "synth" if len(synths) == 1 else f"synth[{name!r}]", min_rows=2)
+            for name, w in synths.items()}
     tr = _windows(real_train, "real_train", min_rows=2)
     te = _windows(real_test, "real_test", min_rows=1)
-    if not sy.shape[1] == tr.shape[1] == te.shape[1]:
-        raise DataError(f"window lengths differ (synth {sy.shape[1]}, real_train {tr.shape[1]}, real_test "
-                        f"{te.shape[1]}); use the same `window_length`.")
+    for sy in sets.values():
+        if not sy.shape[1] == tr.shape[1] == te.shape[1]:
+            raise DataError(f"window lengths differ (synth {sy.shape[1]}, real_train {tr.shape[1]}, real_test "
+                            f"{te.shape[1]}); use the same `window_length`.")
     if target not in ("return", "abs_return"):
         raise ConfigError(f"`target` must be 'return' or 'abs_return'; got {target!r}.")
-    n_max = min(sy.shape[0], tr.shape[0])
-    n_used = n_max if n is None else int(n)
-    if not 2 <= n_used <= n_max:
-        raise ConfigError(f"`n` = {n} windows per training set must be in 2..{n_max} (the smaller of "
-                          f"{sy.shape[0]} synthetic and {tr.shape[0]} real train windows); lower it or pass None.")
-    synth_vals, real_vals = [], []
+    used = {}
+    for name, sy in sets.items():
+        n_max = min(sy.shape[0], tr.shape[0])
+        used[name] = n_max if n is None else int(n)
+        if not 2 <= used[name] <= n_max:
+            raise ConfigError(f"`n` = {n} windows per training set must be in 2..{n_max} (the smaller of "
+                              f"{sy.shape[0]} synthetic and {tr.shape[0]} real train windows); lower it or pass None.")
+    seed_list = _seed_list(seeds)
     real_digest = _digest(tr, te)
+
+    def key(n_used: int, seed: int) -> tuple[Any, ...]:
+        return (real_digest, n_used, seed, target, steps, batch_size, channels, lr)
+
+    synth_runs, real_runs, reference = {}, {}, {}
+    for name, sy in sets.items():
+        for seed in seed_list:
+            # Separate streams: the real subsample depends on (seed, n) only, not on the synthetic set's size.
+            sy_n = sy[np.random.default_rng([seed, 0]).choice(sy.shape[0], used[name], replace=False)]
+            synth_runs[name, seed] = _predictive_fit(sy_n, te, seed, target)
+            k = key(used[name], seed)
+            if k in _REAL_REFERENCE:
+                reference[k] = _REAL_REFERENCE[k]
+            elif k not in real_runs:  # the same for every generator scored against this real data: trained once
+                tr_n = tr[np.random.default_rng([seed, 1]).choice(tr.shape[0], used[name], replace=False)]
+                real_runs[k] = _predictive_fit(tr_n, te, seed, target)
+    runs = list(synth_runs.values()) + list(real_runs.values())
     from wavefin_core.models.training import cpu_threads
     with cpu_threads("cpu", 1):  # small 1-D CNNs: one thread is as fast, and never contends
-        for seed in _seed_list(seeds):
-            # Separate streams: the real subsample depends on (seed, n) only, not on the synthetic set's size.
-            sy_n = sy[np.random.default_rng([seed, 0]).choice(sy.shape[0], n_used, replace=False)]
-            tr_n = tr[np.random.default_rng([seed, 1]).choice(tr.shape[0], n_used, replace=False)]
-            synth_vals.append(_fit_predict_mae(sy_n, te, seed, target, steps, batch_size, channels, lr))
-            key = (real_digest, n_used, seed, target, steps, batch_size, channels, lr)
-            if key not in _REAL_REFERENCE:  # the same for every generator scored against this real data
-                if len(_REAL_REFERENCE) >= 256:
-                    _REAL_REFERENCE.clear()
-                _REAL_REFERENCE[key] = _fit_predict_mae(tr_n, te, seed, target, steps, batch_size, channels, lr)
-            real_vals.append(_REAL_REFERENCE[key])
-    mean, std = _summary(synth_vals)
-    real_mean, real_std = _summary(real_vals)
-    return {"mean": mean, "std": std, "seeds": len(synth_vals), "values": synth_vals, "real_mean": real_mean,
-            "real_std": real_std, "real_values": real_vals, "n": n_used, "target": target}
+        predicted = _train_all("predictor", [run[0] for run in runs], steps, batch_size, channels, lr, grouped,
+                               workers)
+    maes = [_mae(p, run[1], run[2]) for p, run in zip(predicted, runs, strict=True)]
+    synth_mae = dict(zip(synth_runs, maes[:len(synth_runs)], strict=True))
+    reference.update(zip(real_runs, maes[len(synth_runs):], strict=True))
+    if len(_REAL_REFERENCE) + len(real_runs) > 256:
+        _REAL_REFERENCE.clear()
+    _REAL_REFERENCE.update({k: reference[k] for k in real_runs})
+    out = {}
+    for name in sets:
+        synth_vals = [synth_mae[name, seed] for seed in seed_list]
+        real_vals = [reference[key(used[name], seed)] for seed in seed_list]
+        mean, std = _summary(synth_vals)
+        real_mean, real_std = _summary(real_vals)
+        out[name] = {"mean": mean, "std": std, "seeds": len(synth_vals), "values": synth_vals,
+                     "real_mean": real_mean, "real_std": real_std, "real_values": real_vals, "n": used[name],
+                     "target": target}
+    return out

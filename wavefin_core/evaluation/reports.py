@@ -177,15 +177,26 @@ def _failed_entry(n: int, description: str, error: str) -> dict[str, Any]:
     }
 
 
-def _score_generator(real: np.ndarray, synth: np.ndarray, train_windows: np.ndarray, *, seed: int,
-                     discriminative_seeds: int, predictive_seeds: int, classifier_steps: int | None) -> dict[str, Any]:
-    from wavefin_core.evaluation.discriminative import posthoc_discriminative_score, tstr_predictive_score
+def _network_scores(real: np.ndarray, windows: dict[str, np.ndarray], train_windows: np.ndarray, *,
+                    discriminative_seeds: int, predictive_seeds: int,
+                    classifier_steps: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The post-hoc discriminative and TSTR scores of every generator's ``windows``: all their networks (every
+    seed of every generator) are trained together in groups, on every core (see
+    wavefin_core.evaluation.discriminative); the numbers are those of one generator at a time."""
+    from wavefin_core.evaluation.discriminative import posthoc_discriminative_scores, tstr_predictive_scores
+
+    steps = {} if classifier_steps is None else {"steps": int(classifier_steps)}
+    disc = posthoc_discriminative_scores(real, windows, seeds=discriminative_seeds, **steps)
+    pred = tstr_predictive_scores(windows, train_windows, real, seeds=predictive_seeds, **steps)
+    return disc, pred
+
+
+def _score_generator(real: np.ndarray, synth: np.ndarray, disc: dict[str, Any], pred: dict[str, Any], *,
+                     seed: int) -> dict[str, Any]:
+    """One generator's row from its network scores (``disc``, ``pred``) and the statistics computed here."""
     from wavefin_core.evaluation.facts import compare_facts, present_in_real
     from wavefin_core.evaluation.tsgbench import tsgbench_distances
 
-    steps = {} if classifier_steps is None else {"steps": int(classifier_steps)}
-    disc = posthoc_discriminative_score(real, synth, seeds=discriminative_seeds, **steps)
-    pred = tstr_predictive_score(synth, train_windows, real, seeds=predictive_seeds, **steps)
     facts = compare_facts(real, synth)
     real_values = {f: v["real"] for f, v in facts.items()}
     return {
@@ -249,15 +260,18 @@ def evaluate_series(
         except (GeneratorFitError, DataError, ValueError, np.linalg.LinAlgError) as exc:
             about[name] = {"description": name, "params": {}, "error": f"{type(exc).__name__}: {exc}"}
             log(f"{data.name}: {name} unavailable: {exc}")
+    started = time.perf_counter()
+    disc, pred = _network_scores(real, windows, train_windows, discriminative_seeds=discriminative_seeds,
+                                 predictive_seeds=predictive_seeds, classifier_steps=classifier_steps)
+    log(f"{data.name}: trained the discriminative and TSTR networks of {len(windows)} generators "
+        f"({time.perf_counter() - started:.1f}s)")
     generators: dict[str, Any] = {}
     for name, info in about.items():
         if name not in windows:
             generators[name] = _failed_entry(n, info["description"], info["error"])
             continue
         started = time.perf_counter()
-        entry = _score_generator(real, windows[name], train_windows, seed=derived_seed(seed, data.name, name),
-                                 discriminative_seeds=discriminative_seeds, predictive_seeds=predictive_seeds,
-                                 classifier_steps=classifier_steps)
+        entry = _score_generator(real, windows[name], disc[name], pred[name], seed=derived_seed(seed, data.name, name))
         generators[name] = {**entry, **info}
         d = entry["discriminative_score"]
         log(f"{data.name}: scored {name}: discriminative {d['mean']:.3f} +- {d['std']:.3f} "
@@ -615,12 +629,25 @@ def write_generation_report(
         section, windows = evaluate_series(data, seed=seed, discriminative_seeds=discriminative_seeds,
                                            predictive_seeds=predictive_seeds, classifier_steps=classifier_steps,
                                            log=log)
+        experiment = None
         if augmentation is not None and data.val_returns is not None:
+            from concurrent.futures import ThreadPoolExecutor
+
             from wavefin_core.evaluation.augmentation import augmentation_for_report
 
-            section["augmentation"] = augmentation_for_report(data, section, augmentation, log)
+            # The augmentation experiment (torch, which leaves the GIL in its kernels) trains on the second core
+            # while this thread draws the figures (matplotlib, which holds it); joined before the next series,
+            # whose networks use both cores and torch's process-wide RNG.
+            experiment = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wavefin-augmentation")
+            augmented = experiment.submit(augmentation_for_report, data, section, augmentation, log)
         sections[data.name] = section
-        figure_links = _series_figures(figs, data, section, windows)
+        try:
+            figure_links = _series_figures(figs, data, section, windows)
+        finally:
+            if experiment is not None:
+                experiment.shutdown(wait=True)
+        if experiment is not None:
+            section["augmentation"] = augmented.result()
         series_md += _series_md(data.name, section, data, figure_links, discriminative_seeds)
     document = build_generation_metrics(sections, samplers, context)
     md = [
