@@ -50,6 +50,19 @@ with and without the calibration. One command: ``.venv/bin/python bench/bench_ge
 levels`` (on a busy machine: three processes split by trained model, ``--levers ... --out part_i.json``, then
 ``--merge``).
 
+The objective ladder (``--ladder objective``, results in ``bench/results/ablation_objective.json``; issue 8's
+objective and training length): the calibrated default (K=4, norm=window, per-level calibration) with the
+v-prediction or the x0 (``sample``) objective, at 300 or 600 optimizer steps (warm-up: the profile's share of
+them), with training seeds 0 and 1 (rows are named ``v-pred, cal, 300 steps, seed 1``; the seed also seeds the
+samples; ``--seed`` keeps seeding the classifiers' references, so every run's reference rows agree); and on each
+same trained model and samples, ``bucket cal``: each volatility bucket's generated images calibrated to that
+bucket's train level energies (``calibrate_levels(target_energy=)``) instead of the whole train set's. The table
+is followed by paired per-seed differences (v-pred - x0, 600 - 300 steps, bucket cal - cal), matched on the
+classifier seed. One command: ``.venv/bin/python bench/bench_generation_ablation.py --ladder objective`` (on a
+busy machine: one process per trained model, ``--levers ... --out part_i.json``, then ``--ladder objective
+--merge part_*.json``; ``--rename OLD=NEW`` takes rows of an earlier run of the same lever and seeds, e.g. the
+levels ladder's ``+ level calibration`` = ``v-pred, cal, 300 steps, seed 0``).
+
 Reference rows: ``garch_t`` (GARCH(1,1)-t) and ``real_train`` (the floor: real train windows) from
 ``evaluation.generators``, drawing the same number of windows, scored the same way.
 
@@ -138,11 +151,17 @@ class Lever:
     inference_steps: int | None = None
     timestep_spacing: str | None = None
     calibrate_levels: bool = False
+    # the objective ladder (--ladder objective): calibrate each volatility bucket's generated images to that
+    # bucket's train level energies instead of the whole train set's; the row's own optimizer steps and training
+    # seed (None: --steps and --train-seed)
+    calibrate_per_bucket: bool = False
+    steps: int | None = None
+    train_seed: int | None = None
 
     def training_key(self) -> tuple:
         """Levers with equal keys share one trained model (projection and the sampler only change sampling)."""
         return (self.conditioning, self.stride, self.ema, self.prediction_type, self.representation,
-                self.vol_buckets, self.vol_normalize, self.row_loss_weights)
+                self.vol_buckets, self.vol_normalize, self.row_loss_weights, self.steps, self.train_seed)
 
 
 def ladder(stride: int) -> list[Lever]:
@@ -192,11 +211,32 @@ def levels_ladder() -> list[Lever]:
     ]
 
 
+OBJECTIVES = {"v-pred": "v_prediction", "x0": "sample"}
+
+
+def objective_ladder() -> list[Lever]:
+    """Issue 8's objective and training length: the calibrated default (K=4, norm=window, per-level calibration)
+    with the v-prediction or x0 objective, 300 or 600 optimizer steps, training seeds 0 and 1; and, on each
+    same trained model and samples, the per-bucket calibration (``bucket cal``)."""
+    default = Lever("", conditioning="class", project=True, stride=1, ema=True, prediction_type="v_prediction",
+                    representation="haar", vol_buckets=4, vol_normalize="window", calibrate_levels=True)
+    rows = []
+    for steps in (300, 600):
+        for seed in (0, 1):
+            for label, objective in OBJECTIVES.items():
+                row = dataclasses.replace(default, name=f"{label}, cal, {steps} steps, seed {seed}",
+                                          prediction_type=objective, steps=steps, train_seed=seed)
+                rows += [row, dataclasses.replace(row, name=f"{label}, bucket cal, {steps} steps, seed {seed}",
+                                                  calibrate_per_bucket=True)]
+    return rows
+
+
 LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
-           "levels": "issue 8's fine-level ladder (lag-1 ACF)"}
+           "levels": "issue 8's fine-level ladder (lag-1 ACF)", "objective": "issue 8's objective x training length"}
 LADDER_ROWS = {"levers": lambda stride: ladder(stride), "regimes": lambda stride: regime_ladder(),
-               "levels": lambda stride: levels_ladder()}
-DEFAULT_OUT = {"levers": "ablation.json", "regimes": "ablation_regimes.json", "levels": "ablation_levels.json"}
+               "levels": lambda stride: levels_ladder(), "objective": lambda stride: objective_ladder()}
+DEFAULT_OUT = {"levers": "ablation.json", "regimes": "ablation_regimes.json", "levels": "ablation_levels.json",
+               "objective": "ablation_objective.json"}
 
 
 def missing_api(lever: Lever) -> str | None:
@@ -284,16 +324,18 @@ def train_model(lever: Lever, series: list[SeriesData], args: argparse.Namespace
         images.append(rep.encode(prepared))
         labels.append(class_labels(index, buckets, lever.vol_buckets))
     x = np.concatenate(images)
+    steps = lever_steps(lever, args)
     settings: dict[str, Any] = {
         "block_out_channels": profile["unet_channels"], "batch_size": profile["batch_size"],
-        "learning_rate": profile["learning_rate"], "max_steps": args.steps, "epochs": 10**6, "seed": args.seed,
+        "learning_rate": profile["learning_rate"], "max_steps": steps, "epochs": 10**6,
+        "seed": train_seed(lever, args),
     }
     if lever.conditioning != "none":
         settings["conditioning"] = lever.conditioning
     if lever.prediction_type != "epsilon":
         settings["prediction_type"] = lever.prediction_type
     if lever.ema:
-        warmup = max(1, round(args.steps * profile["warmup_fraction"]))  # the profile's share of the steps
+        warmup = max(1, round(steps * profile["warmup_fraction"]))  # the profile's share of the steps
         settings.update(ema_decay=args.ema_decay, warmup_steps=warmup, lr_schedule="cosine")
     if lever.row_loss_weights is not None:
         settings["row_loss_weights"] = lever.row_loss_weights
@@ -305,6 +347,36 @@ def train_model(lever: Lever, series: list[SeriesData], args: argparse.Namespace
     return result, time.perf_counter() - started, len(x)
 
 
+def lever_steps(lever: Lever, args: argparse.Namespace) -> int:
+    """The lever's optimizer steps: its own (the objective ladder's rows), else --steps; --quick always 20."""
+    return args.steps if args.quick or lever.steps is None else lever.steps
+
+
+def train_seed(lever: Lever, args: argparse.Namespace) -> int:
+    """The seed of the lever's model and of its samples: the row's own, else --train-seed, else --seed."""
+    if lever.train_seed is not None:
+        return lever.train_seed
+    return args.seed if args.train_seed is None else args.train_seed
+
+
+def bucket_level_energy(data: SeriesData, lever: Lever, profile: dict[str, Any]) -> dict[int, np.ndarray]:
+    """Each volatility bucket's train images' mean square per Haar level (the per-bucket calibration targets)."""
+    rep, regimes = representation_for(data, lever, profile)
+    prepared, buckets = regimes.prepare(data.train_at(lever.stride))
+    images = rep.encode(prepared)
+    return {int(b): rep.level_energy(images[buckets == b]) for b in np.unique(buckets)}
+
+
+def calibrate_per_bucket(rep: Any, images: np.ndarray, buckets: np.ndarray,
+                         targets: dict[int, np.ndarray]) -> np.ndarray:
+    """Each bucket's generated images calibrated to that bucket's train level energies."""
+    out = np.array(images, copy=True)
+    for b in np.unique(buckets):
+        rows = buckets == b
+        out[rows], _ = rep.calibrate_levels(images[rows], target_energy=targets[int(b)])
+    return out
+
+
 def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args: argparse.Namespace,
                   profile: dict[str, Any], device: Any) -> tuple[np.ndarray, np.ndarray, float]:
     """``args.samples`` windows for one series, decoded with its representation; (returns, residual, seconds)."""
@@ -312,7 +384,7 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
     from wavefin_core.models.regimes import class_labels
 
     rep, regimes = representation_for(data, lever, profile)
-    seed = args.seed + 1000 * (index + 1)
+    seed = train_seed(lever, args) + 1000 * (index + 1)
     buckets, scales = regimes.draw(args.samples, seed)
     extra: dict[str, Any] = {}
     if lever.conditioning == "class":
@@ -328,7 +400,9 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
     images = sample_diffusion(model, rep.image_shape, args.samples, sampler=profile["sampler"],
                               num_inference_steps=lever.inference_steps or args.inference_steps, seed=seed,
                               device=device, train_scheduler=result.scheduler, batch_size=64, **extra)
-    if lever.calibrate_levels:
+    if lever.calibrate_per_bucket:
+        images = calibrate_per_bucket(rep, images, buckets, bucket_level_energy(data, lever, profile))
+    elif lever.calibrate_levels:
         images, _ = rep.calibrate_levels(images)
     seconds = time.perf_counter() - started
     returns, residual = rep.decode(images)
@@ -400,11 +474,74 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def merge_documents(paths: list[Path]) -> dict[str, Any]:
+def _objective_row(name: str) -> tuple[str, str, int, int] | None:
+    """(objective, calibration, steps, seed) of an objective-ladder row name, e.g. 'x0, cal, 300 steps, seed 1'."""
+    parts = [part.strip() for part in name.split(",")]
+    if len(parts) != 4 or parts[0] not in OBJECTIVES or not parts[2].endswith(" steps") \
+            or not parts[3].startswith("seed "):
+        return None
+    return parts[0], parts[1], int(parts[2].split()[0]), int(parts[3].split()[1])
+
+
+def paired_differences(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Paired per-seed differences of the discriminative score between objective-ladder rows that differ in one
+    thing: the objective (v-pred - x0), the training length (600 - 300 steps), the calibration (bucket cal - cal:
+    the same model and samples), pooled over the training seeds with everything else fixed. Pairs are matched on
+    the classifier seed (the same real windows, split and initial weights), so the classifier's own noise cancels
+    out; the spread left is the models' (training seed) and the samples'. Negative = the first is better."""
+    rows = {(row["lever"], row["series"]): row for row in document["rows"]}
+    comparisons = (("v-pred - x0", 0, ("v-pred", "x0")), ("600 - 300 steps", 2, (600, 300)),
+                   ("bucket cal - cal", 1, ("bucket cal", "cal")))
+    out = []
+    for label, field_index, (first, second) in comparisons:
+        groups: dict[tuple, dict[int, list[float]]] = {}
+        for (lever, series), row in rows.items():
+            fields = _objective_row(lever)
+            if fields is None or fields[field_index] != first:
+                continue
+            other = list(fields)
+            other[field_index] = second
+            partner = rows.get((f"{other[0]}, {other[1]}, {other[2]} steps, seed {other[3]}", series))
+            if partner is None:
+                continue
+            fixed = tuple(v for i, v in enumerate(fields[:3]) if i != field_index)
+            groups.setdefault((series, fixed), {})[fields[3]] = [
+                x - y for x, y in zip(row["disc_values"], partner["disc_values"], strict=True)]
+        for (series, fixed), by_seed in sorted(groups.items(), key=lambda item: (str(item[0][1]), item[0][0])):
+            d = np.asarray([v for seed in sorted(by_seed) for v in by_seed[seed]])
+            out.append({"comparison": label, "fixed": ", ".join(f"{v} steps" if isinstance(v, int) else v
+                                                               for v in fixed),
+                        "series": series, "n": int(d.size), "mean": float(d.mean()),
+                        "std": float(d.std(ddof=1)) if d.size > 1 else None, "first_better": int((d < 0).sum()),
+                        "per_train_seed": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())},
+                        "values": [float(v) for v in d]})
+    return out
+
+
+def paired_markdown(document: dict[str, Any]) -> str:
+    pairs = paired_differences(document)
+    if not pairs:
+        return ""
+    lines = ["", "| paired difference (disc. score) | with | series | pairs | mean ± std | first better in | "
+             "mean per training seed |", "|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        per_seed = ", ".join(f"seed {k}: {v:+.3f}" for k, v in p["per_train_seed"].items())
+        lines.append(f"| {p['comparison']} | {p['fixed']} | {p['series']} | {p['n']} | {p['mean']:+.3f} ± "
+                     f"{_fmt(p['std'])} | {p['first_better']}/{p['n']} | {per_seed} |")
+    return "\n".join(lines)
+
+
+def merge_documents(paths: list[Path], rename: dict[str, str] | None = None,
+                    keep: set[str] | None = None) -> dict[str, Any]:
     """One document from runs of disjoint lever subsets started together (a shared 2-core machine gives each
     process its own slice, so three processes finish in about a third of the wall time). The reference rows must
     agree (they are seeded: the same windows and scores in every run), or the runs were not comparable."""
     docs = [json.loads(Path(path).read_text()) for path in paths]
+    for doc in docs:  # rows of an earlier ladder that are rows of this one (--rename OLD=NEW), the others dropped
+        for row in doc["rows"]:
+            row["lever"] = (rename or {}).get(row["lever"], row["lever"])
+        if keep is not None:
+            doc["rows"] = [row for row in doc["rows"] if row["lever"] in keep | set(REFERENCES)]
     first = docs[0]
     for path, doc in zip(paths[1:], docs[1:], strict=True):
         for key in ("real", "profile"):
@@ -418,10 +555,13 @@ def merge_documents(paths: list[Path]) -> dict[str, Any]:
                 [(r["lever"], r["series"], r["disc_values"]) for r in references]:
             raise SystemExit(f"--merge: the reference rows of {path} differ from those of {paths[0]}")
     rows = [row for doc in docs for row in doc["rows"] if row["lever"] not in REFERENCES]
-    order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder() + levels_ladder())}
+    order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder() + levels_ladder()
+                                                             + objective_ladder())}
     rows.sort(key=lambda row: (order.get(row["lever"], len(order)), SERIES.index(row["series"])))
     return {**first, "rows": rows + references, "merged_from": [str(p) for p in paths],
-            "settings": [doc["settings"] for doc in docs], "seconds": max(doc["seconds"] for doc in docs),
+            "settings": [doc["settings"] for doc in docs],
+            "seconds": max(doc.get("seconds", 0.0) for doc in docs),
+            "partial": [str(p) for p, doc in zip(paths, docs, strict=True) if doc.get("partial")],
             "unavailable": {k: v for doc in docs for k, v in doc["unavailable"].items()}}
 
 
@@ -446,10 +586,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--series", nargs="+", default=list(SERIES), choices=SERIES)
     parser.add_argument("--levers", nargs="+", default=None,
                         help="run only these ladder rows (names as in the table, e.g. baseline '+ projection')")
-    parser.add_argument("--ladder", default="levers", choices=sorted(LADDERS),
+    parser.add_argument("--ladder", default=None, choices=sorted(LADDERS),
                         help="levers: the lever ladder; regimes: the volatility-regime ladder; levels: the "
-                             "lag-1 ACF levers (default out: results/ablation_<ladder>.json)")
-    parser.add_argument("--seed", type=int, default=0)
+                             "lag-1 ACF levers; objective: v-pred vs x0 x 300/600 steps x 2 training seeds "
+                             "(default out: results/ablation_<ladder>.json). With --merge: keep only its rows")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the reference generators (and of the models unless --train-seed)")
+    parser.add_argument("--train-seed", type=int, default=None,
+                        help="seed of the diffusion models and their samples (default: --seed; the objective "
+                             "ladder's rows name their own)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: results/ablation.json for "
@@ -458,9 +603,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="skip the GARCH-t and floor rows (when another process of a --merge scores them)")
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
                         help="merge these result files (runs of disjoint --levers started together) into --out")
+    parser.add_argument("--rename", nargs="+", default=[], metavar="OLD=NEW",
+                        help="with --merge: rename rows of an earlier run that are rows of --ladder (the same "
+                             "lever and seeds, e.g. '+ level calibration=v-pred, cal, 300 steps, seed 0')")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 20 steps, 64 samples, 2 seeds, 4 inference steps, 20 classifier steps")
     args = parser.parse_args(argv)
+    args.keep_ladder = args.ladder is not None and args.merge is not None
+    args.ladder = args.ladder or "levers"
+    if any("=" not in item for item in args.rename):
+        parser.error("--rename takes OLD=NEW pairs (row names as in the table)")
     if args.out is None:
         args.out = RESULTS.with_name(DEFAULT_OUT[args.ladder])
     if args.quick:
@@ -477,9 +629,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.merge:
-        document = merge_documents(args.merge)
+        keep = {lever.name for lever in LADDER_ROWS[args.ladder](8)} if args.keep_ladder else None
+        document = merge_documents(args.merge, dict(item.split("=", 1) for item in args.rename), keep)
+        document["paired_differences"] = paired_differences(document)
         write_json(args.out, document)
-        print(markdown(document))
+        print(markdown(document) + paired_markdown(document))
         return document
     import torch
 
@@ -531,7 +685,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             continue
         key = lever.training_key()
         if key not in trained:
-            print(f"{lever.name}: training ({args.steps} steps) ...", flush=True)
+            print(f"{lever.name}: training ({lever_steps(lever, args)} steps) ...", flush=True)
             trained[key] = train_model(lever, series, args, profile, device)
         result, train_seconds, n_images = trained[key]
         for index, data in enumerate(series):
@@ -551,7 +705,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     document["seconds"] = time.perf_counter() - started
     write_json(args.out, document)
     print()
-    print(markdown(document))
+    print(markdown(document) + paired_markdown(document))
     print(f"\n{time.perf_counter() - started:.0f} s in all; results in {args.out}")
     return document
 

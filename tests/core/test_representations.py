@@ -175,3 +175,24 @@ def test_haar_level_calibration_matches_the_train_energy_and_keeps_samples_reali
     np.testing.assert_allclose(calibrated / images, np.broadcast_to(factors[None, None, :, None], images.shape)
                                .astype(np.float32), rtol=1e-6)
     assert factors[-1] < 1.0 < factors[0]
+
+
+def test_haar_level_calibration_to_a_target_energy_such_as_one_volatility_buckets(fitted, windows):
+    """The per-bucket calibration: a given target (one bucket's train level energies) replaces the whole train set's
+    1 per row; a target of the wrong length or with negative energies is a ConfigError that says what to pass."""
+    rep = fitted["haar"]
+    # A low-volatility "bucket": half the returns' size, so about a quarter of the train energy at every level (the
+    # approximation row also carries the train mean, which is not halved).
+    target = rep.level_energy(rep.encode(windows[:32] * 0.5))
+    assert np.all((target > 0.1) & (target < 0.4))
+    images = rep.project(np.random.default_rng(3).standard_normal((24, *rep.image_shape)).astype(np.float32))
+    calibrated, factors = rep.calibrate_levels(images, target_energy=target)
+    # float32 images, energy summed in float64: rounding well below 1e-5.
+    np.testing.assert_allclose(rep.level_energy(calibrated), target, rtol=1e-5)
+    assert rep.decode(calibrated)[1].max() < 1e-5  # still exactly realizable
+    default, _ = rep.calibrate_levels(images)
+    same, _ = rep.calibrate_levels(images, target_energy=np.ones(rep.level + 1))
+    np.testing.assert_array_equal(same, default)  # the same computation: the default target is all ones
+    for bad in (np.ones(rep.level), -np.ones(rep.level + 1)):
+        with pytest.raises(ConfigError, match="target_energy .* level_energy"):
+            rep.calibrate_levels(images, target_energy=bad)

@@ -495,7 +495,8 @@ class HaarRepresentation(Representation):
         x = self._checked_images(images).astype(np.float64)
         return np.mean(x * x, axis=(0, 1, 3))
 
-    def calibrate_levels(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def calibrate_levels(self, images: np.ndarray,
+                         target_energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(images with every level's mean square set to the train windows', the per-level factors applied).
 
         Why: a generator that puts too much (or too little) energy into one Haar level biases what that level
@@ -506,11 +507,24 @@ class HaarRepresentation(Representation):
         realizable (the projection residual is unchanged). The factors depend on the whole set: calibrate all of
         a series' generated images together, after sampling and before decoding. A row that is all zeros keeps
         factor 1.
+
+        ``target_energy`` ((level + 1,), default all 1: the whole train set) is the mean square per level to match
+        instead, e.g. :meth:`level_energy` of the train images of one volatility bucket, to calibrate each
+        bucket's generated images to its own train windows (the ``--ladder objective`` per-bucket rows).
         """
         energy = self.level_energy(images)
-        factors = np.where(energy > 0, 1.0 / np.sqrt(np.where(energy > 0, energy, 1.0)), 1.0)
+        target = np.ones_like(energy) if target_energy is None else self._checked_target_energy(target_energy)
+        factors = np.where(energy > 0, np.sqrt(target / np.where(energy > 0, energy, 1.0)), 1.0)
         x = np.asarray(images)
         return (x * factors[None, None, :, None].astype(x.dtype)).astype(x.dtype, copy=False), factors
+
+    def _checked_target_energy(self, target_energy: Any) -> np.ndarray:
+        target = np.asarray(target_energy, dtype=np.float64)
+        if target.shape != (self.level + 1,) or not np.all(np.isfinite(target)) or np.any(target < 0):
+            raise ConfigError(f"target_energy of shape {target.shape} must be {self.level + 1} finite numbers >= 0 "
+                              "(one mean square per Haar image row, coarse to fine); pass level_energy(train images) "
+                              "or None for the whole train set's (1 per row).")
+        return target
 
 
 # -- validation helpers ----------------------------------------------------------------------------------------
