@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.wavelets.representations import checked_windows
 
 NORMALIZATIONS = ("none", "window", "bucket")
 #: ``to_dict`` format tag and version: ``VolRegimes.from_dict`` refuses anything else.
@@ -48,7 +49,7 @@ def realized_volatility(windows: np.ndarray) -> np.ndarray:
     Why RMS around 0 and not the std: it is what "realized volatility" means for returns (sum of squares), and
     dividing a window by it leaves a window of RMS 1 whatever its drift.
     """
-    arr = _checked_windows(windows, "windows")
+    arr = checked_windows(windows, "windows")
     return np.sqrt(np.mean(arr * arr, axis=1))
 
 
@@ -113,7 +114,7 @@ class VolRegimes:
     def prepare(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(windows divided by their scale, bucket of each): what the representation encodes and the labels."""
         buckets = self.buckets_of(windows)
-        arr = _checked_windows(windows, "windows")
+        arr = checked_windows(windows, "windows")
         if self.normalize == "window":
             scale = np.maximum(realized_volatility(arr), self.floor)
         elif self.normalize == "bucket":
@@ -205,16 +206,6 @@ def _quantile_pool(vols: np.ndarray) -> np.ndarray:
     return np.quantile(vols, (np.arange(POOL_SIZE) + 0.5) / POOL_SIZE)
 
 
-def _checked_windows(windows: Any, field: str) -> np.ndarray:
-    arr = np.asarray(windows)
-    if arr.ndim != 2 or arr.dtype.kind not in "iuf":
-        raise DataError(f"{field} has shape {arr.shape} and dtype {arr.dtype}; pass (N, T) windows of log returns, "
-                        "one window per row.")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
-        row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-        raise DataError(f"{field} row {row} has a non-finite value; drop or repair that window first.")
-    return arr
 
 
 def _vector(values: Any, size: int, field: str) -> np.ndarray:

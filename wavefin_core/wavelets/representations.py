@@ -299,15 +299,7 @@ class Representation:
                               "(or load a fitted one with representation_from_dict).")
 
     def _checked_windows(self, windows: Any, field: str) -> np.ndarray:
-        arr = np.asarray(windows)
-        if arr.ndim != 2 or arr.shape[1] != self.window or arr.dtype.kind not in "iuf":
-            raise DataError(f"{field} has shape {arr.shape} and dtype {arr.dtype}; pass real (N, {self.window}) "
-                            "windows of log returns, one window per row.")
-        arr = arr.astype(np.float64, copy=False)
-        if not np.isfinite(arr).all():
-            row = int(np.argwhere(~np.isfinite(arr))[0, 0])
-            raise DataError(f"{field} row {row} has a non-finite value; drop or repair that window first.")
-        return arr
+        return checked_windows(windows, field, self.window)
 
     def _checked_images(self, images: Any) -> np.ndarray:
         arr = np.asarray(images)
@@ -581,4 +573,19 @@ def _checked_vector(values: Any, size: int, field: str, dtype: Any = np.float32)
     if arr.shape != (size,) or not np.all(np.isfinite(arr)):
         raise DataError(f"representation dict field fitted.{field} must hold {size} finite numbers, got shape "
                         f"{arr.shape}; re-fit the representation.")
+    return arr
+
+
+def checked_windows(windows: Any, field: str, window: int | None = None) -> np.ndarray:
+    """``windows`` as a float64 ``(N, window)`` array of finite log returns (any width when ``window`` is None), or a
+    DataError naming ``field`` (and the first bad row) and what to pass instead."""
+    arr = np.asarray(windows)
+    if arr.ndim != 2 or (window is not None and arr.shape[1] != window) or arr.dtype.kind not in "iuf":
+        expected = f"real (N, {window})" if window is not None else "(N, T)"
+        raise DataError(f"{field} has shape {arr.shape} and dtype {arr.dtype}; pass {expected} windows of log "
+                        "returns, one window per row.")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        row = int(np.argwhere(~np.isfinite(arr))[0, 0])
+        raise DataError(f"{field} row {row} has a non-finite value; drop or repair that window first.")
     return arr
