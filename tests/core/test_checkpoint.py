@@ -92,7 +92,8 @@ def training_to_kill(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("killed")
     directory, go = root / "checkpoints", root / "go"
     script = KILLED_TRAINING.format(shape=", ".join(map(str, SHAPE)), config=repr(DIFFUSION))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(directory), str(go)], cwd=REPO,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     yield process, directory, go

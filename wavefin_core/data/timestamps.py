@@ -1,4 +1,4 @@
-"""Parse a CSV's date/time column block by block, in one consistent format, without guessing day vs month.
+r"""Parse a CSV's date/time column block by block, in one consistent format, without guessing day vs month.
 
 The loader reads a file in blocks (see :mod:`wavefin_core.data.csv_loader`), so the format is chosen once, on
 the first block, and then applied to every block; a value that does not fit is that row's error rather than a
