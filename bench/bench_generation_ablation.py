@@ -157,11 +157,18 @@ class Lever:
     calibrate_per_bucket: bool = False
     steps: int | None = None
     train_seed: int | None = None
+    # the scale ladder (--ladder scale): the UNet's widths, self-attention, batch and learning rate (None: the
+    # quick profile's)
+    unet_channels: tuple[int, ...] | None = None
+    attention: bool = False
+    batch_size: int | None = None
+    learning_rate: float | None = None
 
     def training_key(self) -> tuple:
         """Levers with equal keys share one trained model (projection and the sampler only change sampling)."""
         return (self.conditioning, self.stride, self.ema, self.prediction_type, self.representation,
-                self.vol_buckets, self.vol_normalize, self.row_loss_weights, self.steps, self.train_seed)
+                self.vol_buckets, self.vol_normalize, self.row_loss_weights, self.steps, self.train_seed,
+                self.unet_channels, self.attention, self.batch_size, self.learning_rate)
 
 
 def ladder(stride: int) -> list[Lever]:
@@ -231,12 +238,36 @@ def objective_ladder() -> list[Lever]:
     return rows
 
 
+#: The scale ladder's models: (label, UNet widths, self-attention, batch, learning rate, optimizer steps).
+#: ``quick UNet, batch 32`` is `make run`'s model; a GPU step of these small UNets costs about the same at batch
+#: 32 and 256 (launch-bound: 0.033 s per step at 256 on an H100), so the GPU rows scale the batch, not only the
+#: steps. ``full UNet`` is the full profile's network (4 levels, attention at the two deepest), on the quick
+#: window-64 series so that every row is scored against the same real windows.
+SCALE_MODELS = (("quick UNet, batch 32", None, False, None, None, 600),
+                ("quick UNet, batch 256", None, False, 256, 1e-3, 3000),
+                ("full UNet, batch 256", (64, 128, 256, 256), True, 256, 5e-4, 3000))
+
+
+def scale_ladder() -> list[Lever]:
+    """Issue 8's "in the full profile (GPU), aim for the floor": the calibrated default (as in ``make run``) with
+    the quick profile's UNet and 600 steps, then 40x the images seen (batch 256, 3,000 steps) with the quick and
+    with the full profile's UNet; training seeds 0 and 1. Meant for a GPU (``--device cuda``, ~4 min per
+    batch-256 model on an H100); on a CPU the batch-256 rows take hours."""
+    default = Lever("", conditioning="class", project=True, stride=1, ema=True, prediction_type="v_prediction",
+                    representation="haar", vol_buckets=4, vol_normalize="window", calibrate_levels=True)
+    return [dataclasses.replace(default, name=f"{label}, {steps} steps, seed {seed}", steps=steps, train_seed=seed,
+                                unet_channels=channels, attention=attention, batch_size=batch, learning_rate=lr)
+            for label, channels, attention, batch, lr, steps in SCALE_MODELS for seed in (0, 1)]
+
+
 LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
-           "levels": "issue 8's fine-level ladder (lag-1 ACF)", "objective": "issue 8's objective x training length"}
+           "levels": "issue 8's fine-level ladder (lag-1 ACF)", "objective": "issue 8's objective x training length",
+           "scale": "issue 8's model size x training length (GPU)"}
 LADDER_ROWS = {"levers": lambda stride: ladder(stride), "regimes": lambda stride: regime_ladder(),
-               "levels": lambda stride: levels_ladder(), "objective": lambda stride: objective_ladder()}
+               "levels": lambda stride: levels_ladder(), "objective": lambda stride: objective_ladder(),
+               "scale": lambda stride: scale_ladder()}
 DEFAULT_OUT = {"levers": "ablation.json", "regimes": "ablation_regimes.json", "levels": "ablation_levels.json",
-               "objective": "ablation_objective.json"}
+               "objective": "ablation_objective.json", "scale": "ablation_scale.json"}
 
 
 def missing_api(lever: Lever) -> str | None:
@@ -326,8 +357,9 @@ def train_model(lever: Lever, series: list[SeriesData], args: argparse.Namespace
     x = np.concatenate(images)
     steps = lever_steps(lever, args)
     settings: dict[str, Any] = {
-        "block_out_channels": profile["unet_channels"], "batch_size": profile["batch_size"],
-        "learning_rate": profile["learning_rate"], "max_steps": steps, "epochs": 10**6,
+        "block_out_channels": lever.unet_channels or profile["unet_channels"],
+        "attention": lever.attention, "batch_size": lever.batch_size or profile["batch_size"],
+        "learning_rate": lever.learning_rate or profile["learning_rate"], "max_steps": steps, "epochs": 10**6,
         "seed": train_seed(lever, args),
     }
     if lever.conditioning != "none":
@@ -556,7 +588,7 @@ def merge_documents(paths: list[Path], rename: dict[str, str] | None = None,
             raise SystemExit(f"--merge: the reference rows of {path} differ from those of {paths[0]}")
     rows = [row for doc in docs for row in doc["rows"] if row["lever"] not in REFERENCES]
     order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder() + levels_ladder()
-                                                             + objective_ladder())}
+                                                             + objective_ladder() + scale_ladder())}
     rows.sort(key=lambda row: (order.get(row["lever"], len(order)), SERIES.index(row["series"])))
     return {**first, "rows": rows + references, "merged_from": [str(p) for p in paths],
             "settings": [doc["settings"] for doc in docs],
