@@ -110,23 +110,26 @@ MJD_PARAMS = {"mu": 0.05, "sigma": 0.2, "lam": 0.1, "jump_mean": -0.02, "jump_st
               "seed": 0}
 
 
-def _quick_profile() -> dict[str, Any]:
-    """The quick profile's knobs (wavefin_assets.profiles, a plain module: no Dagster import)."""
+def _quick_profile(name: str = "quick") -> dict[str, Any]:
+    """The knobs of profile ``name`` (wavefin_assets.profiles, a plain module: no Dagster import)."""
     try:
         from wavefin_assets.profiles import PROFILES
 
-        p = PROFILES["quick"]
-        return {"mjd_days": p.mjd_days, "mjd_freq": p.mjd_freq, "window": p.window, "stride": p.stride,
-                "num_scales": p.num_scales, "unet_channels": tuple(p.unet_channels), "batch_size":
-                p.diffusion_batch_size, "learning_rate": p.diffusion_learning_rate, "steps": p.diffusion_max_steps,
+        p = PROFILES[name]
+        # full trains by epochs (max_steps None): its warm-up share is of ~24,000 steps (60 epochs at stride 1)
+        total = p.diffusion_max_steps or 24_000
+        return {"name": name, "mjd_days": p.mjd_days, "mjd_freq": p.mjd_freq, "window": p.window,
+                "stride": p.stride, "num_scales": p.num_scales, "unet_channels": tuple(p.unet_channels),
+                "attention": p.unet_attention, "batch_size": p.diffusion_batch_size,
+                "learning_rate": p.diffusion_learning_rate, "steps": p.diffusion_max_steps or 3000,
                 "samples": p.n_synthetic, "inference_steps": p.inference_steps, "sampler": p.sampler,
                 "ema_decay": getattr(p, "diffusion_ema_decay", None) or 0.995,
-                "warmup_fraction": getattr(p, "diffusion_warmup_steps", 25) / max(1, p.diffusion_max_steps or 500)}
-    except (ImportError, KeyError, AttributeError):  # the values of this writing
-        return {"mjd_days": 8, "mjd_freq": "minute", "window": WINDOW, "stride": 8, "num_scales": 16,
-                "unet_channels": (16, 32, 64), "batch_size": 32, "learning_rate": 1e-3, "steps": 500,
-                "samples": 1000, "inference_steps": 10, "sampler": "dpmsolver", "ema_decay": 0.995,
-                "warmup_fraction": 0.05}
+                "warmup_fraction": getattr(p, "diffusion_warmup_steps", 25) / total}
+    except (ImportError, KeyError, AttributeError):  # the quick profile's values of this writing
+        return {"name": "quick", "mjd_days": 8, "mjd_freq": "minute", "window": WINDOW, "stride": 8,
+                "num_scales": 16, "unet_channels": (16, 32, 64), "attention": False, "batch_size": 32,
+                "learning_rate": 1e-3, "steps": 500, "samples": 1000, "inference_steps": 10,
+                "sampler": "dpmsolver", "ema_decay": 0.995, "warmup_fraction": 0.05}
 
 
 # ----------------------------------------------------------------------------------------------------- levers
@@ -163,6 +166,10 @@ class Lever:
     attention: bool = False
     batch_size: int | None = None
     learning_rate: float | None = None
+    # the leverage ladder (--ladder leverage): how each sample's volatility is drawn (normalize="window"):
+    # independently of its generated shape, or from its bucket's train windows of a similar normalised drift
+    # (wavefin_core.models.regimes.SCALE_DRAWS; sampling only, so not in the training key)
+    scale_draw: str = "independent"
 
     def training_key(self) -> tuple:
         """Levers with equal keys share one trained model (projection and the sampler only change sampling)."""
@@ -245,7 +252,9 @@ def objective_ladder() -> list[Lever]:
 #: window-64 series so that every row is scored against the same real windows.
 SCALE_MODELS = (("quick UNet, batch 32", None, False, None, None, 600),
                 ("quick UNet, batch 256", None, False, 256, 1e-3, 3000),
-                ("full UNet, batch 256", (64, 128, 256, 256), True, 256, 5e-4, 3000))
+                ("full UNet, batch 256", (64, 128, 256, 256), True, 256, 5e-4, 3000),
+                # for --profile full (window 256: 8x the pixels of a window-64 image, no longer launch-bound)
+                ("full UNet, batch 64", (64, 128, 256, 256), True, 64, 5e-4, 2000))
 
 
 def scale_ladder() -> list[Lever]:
@@ -260,14 +269,29 @@ def scale_ladder() -> list[Lever]:
             for label, channels, attention, batch, lr, steps in SCALE_MODELS for seed in (0, 1)]
 
 
+SCALE_DRAW_LABELS = {"independent": "independent scale", "drift": "drift scale"}
+
+
+def leverage_ladder() -> list[Lever]:
+    """Issue 8's leverage effect: the calibrated default (as the objective ladder: K=4, norm=window, per-level
+    calibration, v-pred, 600 steps, training seeds 0 and 1) sampled with each volatility drawn independently of
+    the generated shape or conditionally on its normalised drift; both draws on the same model and shapes."""
+    default = Lever("", conditioning="class", project=True, stride=1, ema=True, prediction_type="v_prediction",
+                    representation="haar", vol_buckets=4, vol_normalize="window", calibrate_levels=True, steps=600)
+    return [dataclasses.replace(default, name=f"{label}, 600 steps, seed {seed}", train_seed=seed, scale_draw=draw)
+            for seed in (0, 1) for draw, label in SCALE_DRAW_LABELS.items()]
+
+
 LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
            "levels": "issue 8's fine-level ladder (lag-1 ACF)", "objective": "issue 8's objective x training length",
-           "scale": "issue 8's model size x training length (GPU)"}
+           "scale": "issue 8's model size x training length (GPU)",
+           "leverage": "issue 8's leverage effect: independent vs drift-matched volatility draws"}
 LADDER_ROWS = {"levers": lambda stride: ladder(stride), "regimes": lambda stride: regime_ladder(),
                "levels": lambda stride: levels_ladder(), "objective": lambda stride: objective_ladder(),
-               "scale": lambda stride: scale_ladder()}
+               "scale": lambda stride: scale_ladder(), "leverage": lambda stride: leverage_ladder()}
 DEFAULT_OUT = {"levers": "ablation.json", "regimes": "ablation_regimes.json", "levels": "ablation_levels.json",
-               "objective": "ablation_objective.json", "scale": "ablation_scale.json"}
+               "objective": "ablation_objective.json", "scale": "ablation_scale.json",
+               "leverage": "ablation_leverage.json"}
 
 
 def missing_api(lever: Lever) -> str | None:
@@ -358,7 +382,8 @@ def train_model(lever: Lever, series: list[SeriesData], args: argparse.Namespace
     steps = lever_steps(lever, args)
     settings: dict[str, Any] = {
         "block_out_channels": lever.unet_channels or profile["unet_channels"],
-        "attention": lever.attention, "batch_size": lever.batch_size or profile["batch_size"],
+        "attention": lever.attention if lever.unet_channels else profile.get("attention", False),
+        "batch_size": lever.batch_size or profile["batch_size"],
         "learning_rate": lever.learning_rate or profile["learning_rate"], "max_steps": steps, "epochs": 10**6,
         "seed": train_seed(lever, args),
     }
@@ -438,6 +463,10 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
         images, _ = rep.calibrate_levels(images)
     seconds = time.perf_counter() - started
     returns, residual = rep.decode(images)
+    if lever.scale_draw != "independent":  # drawn from the decoded shapes (the same stream as synthetic_series)
+        from wavefin_core.models.regimes import plan_samples
+
+        return plan_samples(regimes, index, args.samples, seed, lever.scale_draw).rescale(returns), residual, seconds
     return returns * scales[:, None], residual, seconds
 
 
@@ -547,6 +576,33 @@ def paired_differences(document: dict[str, Any]) -> list[dict[str, Any]]:
                         "std": float(d.std(ddof=1)) if d.size > 1 else None, "first_better": int((d < 0).sum()),
                         "per_train_seed": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())},
                         "values": [float(v) for v in d]})
+    return out + scale_draw_differences(rows)
+
+
+def scale_draw_differences(rows: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The leverage ladder's paired differences (drift - independent scale, the same model and shapes), matched
+    on the classifier seed and pooled over the training seeds, with the leverage difference per training seed."""
+    groups: dict[str, dict[int, tuple[list[float], float]]] = {}
+    for (lever, series), row in rows.items():
+        parts = [part.strip() for part in lever.split(",")]
+        if len(parts) != 3 or parts[0] != SCALE_DRAW_LABELS["drift"] or not parts[2].startswith("seed "):
+            continue
+        partner = rows.get((", ".join([SCALE_DRAW_LABELS["independent"], *parts[1:]]), series))
+        if partner is None:
+            continue
+        groups.setdefault(series, {})[int(parts[2].split()[1])] = (
+            [x - y for x, y in zip(row["disc_values"], partner["disc_values"], strict=True)],
+            row["facts"]["leverage"] - partner["facts"]["leverage"])
+    out = []
+    for series, by_seed in sorted(groups.items()):
+        d = np.asarray([v for seed in sorted(by_seed) for v in by_seed[seed][0]])
+        out.append({"comparison": "drift - independent scale", "fixed": "600 steps", "series": series,
+                    "n": int(d.size), "mean": float(d.mean()), "std": float(d.std(ddof=1)) if d.size > 1 else None,
+                    "first_better": int((d < 0).sum()),
+                    "per_train_seed": {str(seed): float(np.mean(v[0])) for seed, v in sorted(by_seed.items())},
+                    "leverage_difference_per_train_seed": {str(seed): float(v[1])
+                                                           for seed, v in sorted(by_seed.items())},
+                    "values": [float(v) for v in d]})
     return out
 
 
@@ -588,7 +644,8 @@ def merge_documents(paths: list[Path], rename: dict[str, str] | None = None,
             raise SystemExit(f"--merge: the reference rows of {path} differ from those of {paths[0]}")
     rows = [row for doc in docs for row in doc["rows"] if row["lever"] not in REFERENCES]
     order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder() + levels_ladder()
-                                                             + objective_ladder() + scale_ladder())}
+                                                             + objective_ladder() + scale_ladder()
+                                                             + leverage_ladder())}
     rows.sort(key=lambda row: (order.get(row["lever"], len(order)), SERIES.index(row["series"])))
     return {**first, "rows": rows + references, "merged_from": [str(p) for p in paths],
             "settings": [doc["settings"] for doc in docs],
@@ -604,8 +661,13 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    profile = _quick_profile()
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--profile", default="quick", choices=("quick", "full"))
+    profile = _quick_profile(pre.parse_known_args(argv)[0].profile)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="quick", choices=("quick", "full"),
+                        help="the data, window, UNet, batch, sampler and sample count of this wavefin_assets "
+                             "profile (full: 30 days of mjd minutes, window 256, 4,096 windows; for a GPU)")
     parser.add_argument("--steps", type=int, default=profile["steps"], help="optimizer steps per model")
     parser.add_argument("--samples", type=int, default=profile["samples"], help="synthetic windows per series")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the discriminative score")
@@ -631,6 +693,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when present)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results (default: results/ablation.json for "
                         "--ladder levers, ablation_<ladder>.json beside it for the others)")
+    parser.add_argument("--only-references", action="store_true",
+                        help="score only the GARCH-t and floor rows (a process of its own beside the rows')")
     parser.add_argument("--no-references", action="store_true",
                         help="skip the GARCH-t and floor rows (when another process of a --merge scores them)")
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
@@ -672,14 +736,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    profile = _quick_profile()
+    profile = _quick_profile(args.profile)
     started = time.perf_counter()
     series = [load_series(name, profile) for name in args.series]
     for data in series:
         print(f"{data.name}: {len(data.train_windows)} stride-1 train windows, {len(data.test_windows)} test "
               f"windows", flush=True)
-    levers = LADDER_ROWS[args.ladder](profile["stride"])
-    if args.levers:
+    levers = [] if args.only_references else LADDER_ROWS[args.ladder](profile["stride"])
+    if args.levers and not args.only_references:
         unknown = set(args.levers) - {lever.name for lever in levers}
         if unknown:
             raise SystemExit(f"--levers: unknown {sorted(unknown)}; choose from {[lever.name for lever in levers]}")

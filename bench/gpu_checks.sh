@@ -45,25 +45,32 @@ print(' | '.join(f'{m.__name__} {m.__version__}' for m in (numpy, pandas, pyarro
         rows=("${parts[@]:$i}")
         i=${#parts[@]}
         python3 bench/bench_generation_ablation.py --ladder scale --device cuda --levers "${rows[@]}" \
+            --profile "${SCALE_PROFILE:-quick}" \
             --out "$OUT/ablation_scale.json" 2>&1 | tee "$OUT/scale.log" | tail -40 || status=1 ;;
     scale-parallel)  # every row of the scale ladder in its own process, all at once on the one GPU (the small
-        # UNets are launch-bound, so processes overlap); the first also scores the references. Merge the parts
-        # here afterwards: bench_generation_ablation.py --ladder scale --merge scale_part_*.json
+        # UNets are launch-bound, so processes overlap), and the references in one more. SCALE_PROFILE=full: the
+        # full profile's data and window; SCALE_ROWS=TEXT: only the rows whose name contains TEXT. Merge here
+        # afterwards: bench_generation_ablation.py --ladder scale --merge scale_references.json scale_part_*.json
         mapfile -t rows < <(python3 -c "import sys; sys.path.insert(0, 'bench')
 import bench_generation_ablation as b
-print('\n'.join(lever.name for lever in b.scale_ladder()))")
+print('\n'.join(lever.name for lever in b.scale_ladder()
+                if not ("${SCALE_ROWS:-}" and "${SCALE_ROWS:-}" not in lever.name)))")
         pids=()
+        timeout "${SCALE_TIMEOUT:-560}" python3 bench/bench_generation_ablation.py --ladder scale --only-references \
+            --profile "${SCALE_PROFILE:-quick}" --threads 2 --out "$OUT/scale_references.json" \
+            >/tmp/scale_references.log 2>&1 &
+        pids+=($!)
         for n in "${!rows[@]}"; do
             refs=(--no-references)
-            [ "$n" -eq 0 ] && refs=()
             timeout "${SCALE_TIMEOUT:-560}" python3 bench/bench_generation_ablation.py --ladder scale --device cuda \
-                --threads 2 --levers "${rows[$n]}" "${refs[@]}" --out "$OUT/scale_part_$n.json" \
+                --profile "${SCALE_PROFILE:-quick}" --threads 2 --levers "${rows[$n]}" "${refs[@]}" --out "$OUT/scale_part_$n.json" \
                 >"/tmp/scale_part_$n.log" 2>&1 &
             pids+=($!)
         done
         for pid in "${pids[@]}"; do wait "$pid" || status=1; done
         for n in "${!rows[@]}"; do echo "--- ${rows[$n]}"; tail -8 "/tmp/scale_part_$n.log"; done \
-            | tee "$OUT/scale_parallel.log" ;;
+            | tee "$OUT/scale_parallel.log"
+        tail -8 /tmp/scale_references.log | tee -a "$OUT/scale_parallel.log" ;;
     *)
         echo "unknown part $part (env tests cwt diffusion scale-smoke scale-parallel scale ROWS...)"
         status=2 ;;
