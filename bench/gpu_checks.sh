@@ -51,10 +51,13 @@ print(' | '.join(f'{m.__name__} {m.__version__}' for m in (numpy, pandas, pyarro
         # UNets are launch-bound, so processes overlap), and the references in one more. SCALE_PROFILE=full: the
         # full profile's data and window; SCALE_ROWS=TEXT: only the rows whose name contains TEXT. Merge here
         # afterwards: bench_generation_ablation.py --ladder scale --merge scale_references.json scale_part_*.json
-        mapfile -t rows < <(python3 -c "import sys; sys.path.insert(0, 'bench')
+        mapfile -t rows < <(python3 - <<'PY'
+import os, sys
+sys.path.insert(0, "bench")
 import bench_generation_ablation as b
-print('\n'.join(lever.name for lever in b.scale_ladder()
-                if not ("${SCALE_ROWS:-}" and "${SCALE_ROWS:-}" not in lever.name)))")
+print("\n".join(lever.name for lever in b.scale_ladder() if os.environ.get("SCALE_ROWS", "") in lever.name))
+PY
+)
         pids=()
         timeout "${SCALE_TIMEOUT:-560}" python3 bench/bench_generation_ablation.py --ladder scale --only-references \
             --profile "${SCALE_PROFILE:-quick}" --threads 2 --out "$OUT/scale_references.json" \
