@@ -46,6 +46,19 @@ def test_detects_a_scale_difference_and_repeats_exactly() -> None:
         posthoc_discriminative_score(a, b, seeds=0)
 
 
+def test_per_window_scale_ignores_a_level_shift_but_not_a_shape_difference() -> None:
+    """The report's shape-only score: a generator with the right shapes at twice the volatility (a calm test split
+    against a wild train split) is not caught; wrong dynamics at the right level are."""
+    rng = np.random.default_rng(2)
+    real = rng.standard_normal((400, 64))
+    shifted = 2.0 * rng.standard_normal((400, 64))
+    assert posthoc_discriminative_score(real, shifted, seeds=2, steps=30)["mean"] > 0.4
+    assert posthoc_discriminative_score(real, shifted, seeds=2, steps=30, scale="per_window")["mean"] < 0.1
+    dependent = _ar_windows(rng, 400, phi=0.9)  # 32 steps
+    assert posthoc_discriminative_score(real[:, :32], dependent, seeds=2, steps=30,
+                                        scale="per_window")["mean"] > 0.3
+
+
 def _ar_windows(rng: np.random.Generator, n: int, phi: float = 0.7) -> np.ndarray:
     e = rng.standard_normal((n, 60))
     x = np.zeros_like(e)

@@ -60,6 +60,8 @@ def assert_generation_metrics_schema(doc: dict, series: list[str], *, min_window
                 continue
             assert isinstance(d["mean"], float) and isinstance(d["std"], float) and isinstance(d["seeds"], int)
             assert 0.0 <= d["mean"] <= 0.5 and d["seeds"] >= 1, (name, gen)
+            shape = e["discriminative_score_shape"]  # the same classifier, each window / its own std
+            assert 0.0 <= shape["mean"] <= 0.5 and shape["seeds"] == d["seeds"], (name, gen)
             for key in ("mean", "std", "real_mean", "real_std"):
                 assert isinstance(p[key], float) and p[key] >= 0, (name, gen, key)
             assert isinstance(p["seeds"], int)

@@ -168,6 +168,7 @@ def _failed_entry(n: int, description: str, error: str) -> dict[str, Any]:
 
     return {
         "discriminative_score": {"mean": None, "std": None, "seeds": 0},
+        "discriminative_score_shape": {"mean": None, "std": None, "seeds": 0},
         "discriminative_score_logistic": None,
         "predictive_score": {"mean": None, "std": None, "seeds": 0, "real_mean": None, "real_std": None},
         "mdd": None, "acd": None, "sd": None, "kd": None,
@@ -179,21 +180,28 @@ def _failed_entry(n: int, description: str, error: str) -> dict[str, Any]:
 
 def _network_scores(real: np.ndarray, windows: dict[str, np.ndarray], train_windows: np.ndarray, *,
                     discriminative_seeds: int, predictive_seeds: int,
-                    classifier_steps: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The post-hoc discriminative and TSTR scores of every generator's ``windows``: all their networks (every
-    seed of every generator) are trained together in groups, on every core (see
-    wavefin_core.evaluation.discriminative); the numbers are those of one generator at a time."""
+                    classifier_steps: int | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The post-hoc discriminative scores (levels kept, then shape only) and the TSTR scores of every generator's
+    ``windows``: all their networks (every seed of every generator) are trained together in groups, on every
+    core (see wavefin_core.evaluation.discriminative); the numbers are those of one generator at a time.
+
+    Why the shape-only score: the test split can be calmer or wilder than the train split every generator is
+    fitted on (sp500's train holds 2008: 1.8x the test std). The usual score then mostly measures that level
+    shift, for the real train windows too, and cannot rank generators; dividing each window by its own std judges
+    what a generator controls inside a window (tails, clustering, dependence)."""
     from wavefin_core.evaluation.discriminative import posthoc_discriminative_scores, tstr_predictive_scores
 
     steps = {} if classifier_steps is None else {"steps": int(classifier_steps)}
     disc = posthoc_discriminative_scores(real, windows, seeds=discriminative_seeds, **steps)
+    shape = posthoc_discriminative_scores(real, windows, seeds=discriminative_seeds, scale="per_window", **steps)
     pred = tstr_predictive_scores(windows, train_windows, real, seeds=predictive_seeds, **steps)
-    return disc, pred
+    return disc, shape, pred
 
 
-def _score_generator(real: np.ndarray, synth: np.ndarray, disc: dict[str, Any], pred: dict[str, Any], *,
-                     seed: int) -> dict[str, Any]:
-    """One generator's row from its network scores (``disc``, ``pred``) and the statistics computed here."""
+def _score_generator(real: np.ndarray, synth: np.ndarray, disc: dict[str, Any], shape: dict[str, Any],
+                     pred: dict[str, Any], *, seed: int) -> dict[str, Any]:
+    """One generator's row from its network scores (``disc``, ``shape``, ``pred``) and the statistics computed
+    here."""
     from wavefin_core.evaluation.facts import compare_facts, present_in_real
     from wavefin_core.evaluation.tsgbench import tsgbench_distances
 
@@ -201,6 +209,7 @@ def _score_generator(real: np.ndarray, synth: np.ndarray, disc: dict[str, Any], 
     real_values = {f: v["real"] for f, v in facts.items()}
     return {
         "discriminative_score": {k: disc[k] for k in ("mean", "std", "seeds", "values", "n_test")},
+        "discriminative_score_shape": {k: shape[k] for k in ("mean", "std", "seeds", "values", "n_test")},
         "discriminative_score_logistic": M.discriminative_score(real, synth, seed=seed)["discriminative_score"],
         "predictive_score": {k: pred[k] for k in ("mean", "std", "seeds", "real_mean", "real_std", "n", "target")},
         **tsgbench_distances(real, synth),
@@ -261,7 +270,7 @@ def evaluate_series(
             about[name] = {"description": name, "params": {}, "error": f"{type(exc).__name__}: {exc}"}
             log(f"{data.name}: {name} unavailable: {exc}")
     started = time.perf_counter()
-    disc, pred = _network_scores(real, windows, train_windows, discriminative_seeds=discriminative_seeds,
+    disc, shape, pred = _network_scores(real, windows, train_windows, discriminative_seeds=discriminative_seeds,
                                  predictive_seeds=predictive_seeds, classifier_steps=classifier_steps)
     log(f"{data.name}: trained the discriminative and TSTR networks of {len(windows)} generators "
         f"({time.perf_counter() - started:.1f}s)")
@@ -271,7 +280,8 @@ def evaluate_series(
             generators[name] = _failed_entry(n, info["description"], info["error"])
             continue
         started = time.perf_counter()
-        entry = _score_generator(real, windows[name], disc[name], pred[name], seed=derived_seed(seed, data.name, name))
+        entry = _score_generator(real, windows[name], disc[name], shape[name], pred[name],
+                                 seed=derived_seed(seed, data.name, name))
         generators[name] = {**entry, **info}
         d = entry["discriminative_score"]
         log(f"{data.name}: scored {name}: discriminative {d['mean']:.3f} +- {d['std']:.3f} "
@@ -287,8 +297,8 @@ def evaluate_series(
     return section, windows
 
 
-def _disc(entry: dict[str, Any]) -> tuple[float, float, int] | None:
-    d = entry["discriminative_score"]
+def _disc(entry: dict[str, Any], key: str = "discriminative_score") -> tuple[float, float, int] | None:
+    d = entry.get(key) or {}
     if d.get("mean") is None or not math.isfinite(d["mean"]):
         return None
     return float(d["mean"]), float(d.get("std") or 0.0), max(int(d.get("seeds") or 1), 1)
@@ -301,22 +311,32 @@ def _compare(a: tuple[float, float, int], b: tuple[float, float, int]) -> tuple[
 
 
 def _verdict(series: str, generators: dict[str, Any]) -> str:
-    """One line: is wavefin closer to the real test data than each classical generator, by the discriminative
-    score and its seed noise, and where is the floor?"""
+    """Is wavefin closer to the real test data than each classical generator, by the discriminative score and its
+    seed noise, and where is the floor? Then the same for the shape-only score (each window divided by its own
+    std), where one was computed."""
     w = _disc(generators["wavefin"])
     if w is None:
         return f"{series}: no verdict (wavefin's discriminative score is unavailable)."
+    text = f"{series}: " + _ranking(generators, "discriminative_score", "wavefin's discriminative score")
+    if _disc(generators["wavefin"], "discriminative_score_shape") is not None:
+        text += " Shape only (each window divided by its own std): " + _ranking(
+            generators, "discriminative_score_shape", "wavefin's score")
+    return text
+
+
+def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
+    w = _disc(generators["wavefin"], key)
     closer, within, further, missing = [], [], [], []
     for name, entry in generators.items():
         if name in ("wavefin", FLOOR):
             continue
-        g = _disc(entry)
+        g = _disc(entry, key)
         if g is None:
             missing.append(name)
             continue
         diff, noise = _compare(w, g)
         (closer if diff > noise else further if diff < -noise else within).append(name)
-    parts = [f"{series}: wavefin's discriminative score is {w[0]:.3f} ± {w[1]:.3f}",
+    parts = [f"{label} is {w[0]:.3f} ± {w[1]:.3f}",
              "closer to real than " + (", ".join(closer) if closer else "none of the classical generators")]
     if within:
         parts.append("within noise of " + ", ".join(within))
@@ -324,7 +344,7 @@ def _verdict(series: str, generators: dict[str, Any]) -> str:
         parts.append("further from real than " + ", ".join(further))
     if missing:
         parts.append("not compared with " + ", ".join(missing) + " (unavailable)")
-    floor = _disc(generators.get(FLOOR, {"discriminative_score": {}}))
+    floor = _disc(generators.get(FLOOR, {}), key)
     if floor is None:
         tail = "floor unavailable"
     else:
@@ -384,7 +404,8 @@ def build_generation_metrics(sections: dict[str, dict[str, Any]], samplers: dict
             path = f"series.{name}.generators.{gen}"
             if entry.get("error"):
                 reason = f"generator unavailable: {entry['error']}"
-                for key in ("mdd", "acd", "sd", "kd", "discriminative_score_logistic", "std_ratio"):
+                for key in ("mdd", "acd", "sd", "kd", "discriminative_score_logistic", "std_ratio",
+                            "discriminative_score_shape"):
                     nulls[f"{path}.{key}"] = reason
                 nulls[f"{path}.discriminative_score"] = nulls[f"{path}.predictive_score"] = reason
                 nulls[f"{path}.facts"] = reason
@@ -409,6 +430,9 @@ def build_generation_metrics(sections: dict[str, dict[str, Any]], samplers: dict
             "generators": "all fitted on the series' TRAIN returns only; each draws as many windows as wavefin",
             "discriminative_score": "TimeGAN post-hoc classifier |held-out accuracy - 0.5|, mean and std "
                                     "(ddof 1) over seeds; 0 = indistinguishable",
+            "discriminative_score_shape": "the same classifier and seeds with each window divided by its own std: "
+                                          "judges the shape inside a window (tails, clustering, dependence), not "
+                                          "a volatility-level shift between the train and test periods",
             "discriminative_score_logistic": "fast second column: logistic regression on window features, 1 seed",
             "predictive_score": "TSTR: MAE on the real test windows of a next-step predictor trained on n "
                                 "synthetic windows (mean), and on n real train windows (real_mean), same n",
@@ -447,7 +471,8 @@ def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figur
     from wavefin_core.evaluation.facts import FACT_PRESENCE, FACTS, present_in_real
 
     gens = section["generators"]
-    header = ["generator", f"discriminative (CNN, {discriminative_seeds} seeds)", "logistic (fast, 1 seed)",
+    header = ["generator", f"discriminative (CNN, {discriminative_seeds} seeds)",
+              "shape only (each window / its std)", "logistic (fast, 1 seed)",
               "TSTR MAE: trained on it", "TSTR MAE: trained on real (same n)", "MDD", "ACD", "SD", "KD",
               "std / real std", "facts reproduced"]
     rows = []
@@ -458,7 +483,8 @@ def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figur
         p = e["predictive_score"]
         rows.append([
             f"**{gen}**" if gen == "wavefin" else (f"{gen} (floor)" if gen == FLOOR else gen),
-            _pm(e["discriminative_score"]), _fmt(e["discriminative_score_logistic"]), _pm(p, 5),
+            _pm(e["discriminative_score"]), _pm(e.get("discriminative_score_shape")),
+            _fmt(e["discriminative_score_logistic"]), _pm(p, 5),
             _pm({"mean": p["real_mean"], "std": p["real_std"]}, 5),
             _fmt(e["mdd"]), _fmt(e["acd"]), _fmt(e["sd"]), _fmt(e["kd"]), _fmt(e["std_ratio"]),
             f"{e['facts_reproduced']} of {e['facts_present_in_real']}",
@@ -571,6 +597,7 @@ def _flat_headline(document: dict[str, Any]) -> dict[str, float]:
             values = {
                 "discriminative_mean": e["discriminative_score"]["mean"],
                 "discriminative_std": e["discriminative_score"]["std"],
+                "discriminative_shape_mean": (e.get("discriminative_score_shape") or {}).get("mean"),
                 "discriminative_logistic": e["discriminative_score_logistic"],
                 "predictive_mae": e["predictive_score"]["mean"],
                 "predictive_mae_real": e["predictive_score"]["real_mean"],
