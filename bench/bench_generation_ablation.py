@@ -63,6 +63,16 @@ busy machine: one process per trained model, ``--levers ... --out part_i.json``,
 --merge part_*.json``; ``--rename OLD=NEW`` takes rows of an earlier run of the same lever and seeds, e.g. the
 levels ladder's ``+ level calibration`` = ``v-pred, cal, 300 steps, seed 0``).
 
+The leverage ladder (``--ladder leverage``, results in ``bench/results/ablation_leverage.json``; issue 8's
+leverage effect): the calibrated default at 600 steps, training seeds 0 and 1, its samples' volatilities drawn
+independently of the generated shapes (``independent scale``) or from the bucket's train windows of a similar
+normalised drift (``drift scale``, ``wavefin_core.models.regimes``: sampling only, the same model and shapes).
+One draw of the scales moves sp500's pooled leverage by ~0.005, so window-normalised rows also report the
+leverage of the same shapes over ``SCALE_REDRAWS`` fresh scale draws (its mean in brackets), and the paired
+differences add its drift - independent difference per training seed. One command: ``.venv/bin/python
+bench/bench_generation_ablation.py --ladder leverage`` (on a busy machine: one process per training seed with
+``--threads 1 --levers ... --out part_i.json``, then ``--ladder leverage --merge part_*.json``).
+
 Reference rows: ``garch_t`` (GARCH(1,1)-t) and ``real_train`` (the floor: real train windows) from
 ``evaluation.generators``, drawing the same number of windows, scored the same way.
 
@@ -435,8 +445,9 @@ def calibrate_per_bucket(rep: Any, images: np.ndarray, buckets: np.ndarray,
 
 
 def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args: argparse.Namespace,
-                  profile: dict[str, Any], device: Any) -> tuple[np.ndarray, np.ndarray, float]:
-    """``args.samples`` windows for one series, decoded with its representation; (returns, residual, seconds)."""
+                  profile: dict[str, Any], device: Any) -> tuple[np.ndarray, np.ndarray, float, dict[str, Any]]:
+    """``args.samples`` windows for one series, decoded with its representation; (returns, residual, seconds,
+    extra row fields: the leverage over re-drawn scales for window-normalised levers)."""
     from wavefin_core.models import sample_diffusion
     from wavefin_core.models.regimes import class_labels
 
@@ -463,11 +474,42 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
         images, _ = rep.calibrate_levels(images)
     seconds = time.perf_counter() - started
     returns, residual = rep.decode(images)
+    extra_fields = leverage_over_scale_draws(regimes, lever, buckets, returns, seed)
     if lever.scale_draw != "independent":  # drawn from the decoded shapes (the same stream as synthetic_series)
         from wavefin_core.models.regimes import plan_samples
 
-        return plan_samples(regimes, index, args.samples, seed, lever.scale_draw).rescale(returns), residual, seconds
-    return returns * scales[:, None], residual, seconds
+        rescaled = plan_samples(regimes, index, args.samples, seed, lever.scale_draw).rescale(returns)
+        return rescaled, residual, seconds, extra_fields
+    return returns * scales[:, None], residual, seconds, extra_fields
+
+
+#: Scale re-draws per window-normalised row: the pooled leverage of one draw of the scales moves by ~0.004-0.005
+#: (sd, sp500, 500 windows) with the shapes fixed, as much as the levers it compares, so rows also report its mean.
+SCALE_REDRAWS = 20
+
+
+def leverage_over_scale_draws(regimes: Any, lever: Lever, buckets: np.ndarray, shapes: np.ndarray,
+                              seed: int) -> dict[str, Any]:
+    """The leverage fact of the same decoded shapes under SCALE_REDRAWS fresh draws of their scales (as the lever
+    draws them: independently from the bucket's pool, or by drift), its mean and std: what the scale draw gives
+    in expectation, without the luck of the one draw the row's other columns score. {} without normalisation."""
+    if regimes.normalize != "window":
+        return {}
+    from wavefin_core.evaluation.facts import stylized_facts
+
+    values = []
+    for draw in range(SCALE_REDRAWS):
+        redraw_seed = 10_000 * (draw + 1) + seed
+        if lever.scale_draw == "drift":
+            scales = regimes.matched_scales(buckets, shapes, redraw_seed)
+        else:
+            rng = np.random.default_rng(redraw_seed)
+            scales = np.empty(len(shapes))
+            for b in np.unique(buckets):
+                scales[buckets == b] = rng.choice(regimes.pools[b], size=int((buckets == b).sum()))
+        values.append(float(stylized_facts(shapes * scales[:, None])["leverage"]))
+    return {"leverage_redraws": {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)),
+                                 "n": SCALE_REDRAWS, "values": values}}
 
 
 # ------------------------------------------------------------------------------------------------------ score
@@ -507,6 +549,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _redraws(row: dict[str, Any]) -> str:
+    """' (mean over re-drawn scales)' after the leverage of window-normalised rows (see SCALE_REDRAWS)."""
+    redraws = row.get("leverage_redraws")
+    return "" if not redraws else f" ({redraws['mean']:.3f} over {redraws['n']} scale draws)"
+
+
 def markdown(document: dict[str, Any]) -> str:
     real = document["real"]
     lines = [
@@ -518,7 +566,7 @@ def markdown(document: dict[str, Any]) -> str:
         seconds = (row["train_seconds"] or 0.0) + (row["sample_seconds"] or 0.0)
         lines.append(
             f"| {row['lever']} | {row['series']} | {_fmt(row['disc_mean'])} ± {_fmt(row['disc_std'])} | "
-            f"{_fmt(row['acf1'])} | {_fmt(row['facts'].get('leverage'))} | "
+            f"{_fmt(row['acf1'])} | {_fmt(row['facts'].get('leverage'))}{_redraws(row)} | "
             f"{_fmt(row['facts'].get('acf_abs_r_mean_1_20'))} | {_fmt(row['std_ratio'], 2)} | "
             f"{_fmt(row.get('excess_kurtosis'), 2)} | "
             f"{row.get('facts_reproduced', 'n/a')}/{real[row['series']].get('facts_present', 'n/a')} | "
@@ -582,7 +630,7 @@ def paired_differences(document: dict[str, Any]) -> list[dict[str, Any]]:
 def scale_draw_differences(rows: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
     """The leverage ladder's paired differences (drift - independent scale, the same model and shapes), matched
     on the classifier seed and pooled over the training seeds, with the leverage difference per training seed."""
-    groups: dict[str, dict[int, tuple[list[float], float]]] = {}
+    groups: dict[str, dict[int, tuple[list[float], float, float]]] = {}
     for (lever, series), row in rows.items():
         parts = [part.strip() for part in lever.split(",")]
         if len(parts) != 3 or parts[0] != SCALE_DRAW_LABELS["drift"] or not parts[2].startswith("seed "):
@@ -592,7 +640,9 @@ def scale_draw_differences(rows: dict[tuple, dict[str, Any]]) -> list[dict[str, 
             continue
         groups.setdefault(series, {})[int(parts[2].split()[1])] = (
             [x - y for x, y in zip(row["disc_values"], partner["disc_values"], strict=True)],
-            row["facts"]["leverage"] - partner["facts"]["leverage"])
+            row["facts"]["leverage"] - partner["facts"]["leverage"],
+            (row.get("leverage_redraws") or {}).get("mean", np.nan)
+            - (partner.get("leverage_redraws") or {}).get("mean", np.nan))
     out = []
     for series, by_seed in sorted(groups.items()):
         d = np.asarray([v for seed in sorted(by_seed) for v in by_seed[seed][0]])
@@ -602,6 +652,8 @@ def scale_draw_differences(rows: dict[tuple, dict[str, Any]]) -> list[dict[str, 
                     "per_train_seed": {str(seed): float(np.mean(v[0])) for seed, v in sorted(by_seed.items())},
                     "leverage_difference_per_train_seed": {str(seed): float(v[1])
                                                            for seed, v in sorted(by_seed.items())},
+                    "leverage_redraws_difference_per_train_seed": {str(seed): float(v[2])
+                                                                   for seed, v in sorted(by_seed.items())},
                     "values": [float(v) for v in d]})
     return out
 
@@ -614,6 +666,9 @@ def paired_markdown(document: dict[str, Any]) -> str:
              "mean per training seed |", "|---|---|---|---|---|---|---|"]
     for p in pairs:
         per_seed = ", ".join(f"seed {k}: {v:+.3f}" for k, v in p["per_train_seed"].items())
+        if "leverage_redraws_difference_per_train_seed" in p:  # the leverage ladder: its leverage gain too
+            per_seed += "; leverage (mean over scale draws) " + ", ".join(
+                f"seed {k}: {v:+.3f}" for k, v in p["leverage_redraws_difference_per_train_seed"].items())
         lines.append(f"| {p['comparison']} | {p['fixed']} | {p['series']} | {p['n']} | {p['mean']:+.3f} ± "
                      f"{_fmt(p['std'])} | {p['first_better']}/{p['n']} | {per_seed} |")
     return "\n".join(lines)
@@ -785,11 +840,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             trained[key] = train_model(lever, series, args, profile, device)
         result, train_seconds, n_images = trained[key]
         for index, data in enumerate(series):
-            returns, residual, sample_seconds = sample_series(result, lever, index, data, args, profile, device)
+            returns, residual, sample_seconds, extra_fields = sample_series(result, lever, index, data, args,
+                                                                            profile, device)
             row = {"lever": lever.name, "series": data.name, **score(data.test_windows, returns, args),
                    "residual_median": float(np.median(residual)), "residual_max": float(residual.max()),
                    "train_seconds": train_seconds, "sample_seconds": sample_seconds, "n_train_images": n_images,
-                   "lever_settings": dataclasses.asdict(lever)}
+                   "lever_settings": dataclasses.asdict(lever), **extra_fields}
             document["rows"].append(row)
             print(f"  {data.name}: disc {row['disc_mean']:.3f} ± {row['disc_std']:.3f}, acf1 {row['acf1']:.3f}, "
                   f"std ratio {row['std_ratio']:.2f}, kurtosis {row['excess_kurtosis']:.2f}, facts "

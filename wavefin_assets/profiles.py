@@ -74,6 +74,12 @@ class Profile:
     # --ladder levels: the 300-step model under-fills the coarse levels (0.6-0.7x the train energy), which made
     # the lag-1 ACF negative; calibrated, it is back within 0.05 of the real one. False: the raw samples
     sampling_level_calibration: bool = True
+    # synthetic_series.scale_draw: "drift" draws each sample's volatility from its bucket's train windows of a
+    # similar normalised drift instead of independently of its shape (sampling only). bench/results/
+    # ablation_leverage.json (CPU, 600 steps, training seeds 0/1): sp500 leverage (mean over 20 scale draws)
+    # -0.021/-0.017 -> -0.031/-0.030 (real -0.084; GARCH-t 0.002), discriminative +0.016 +- 0.047 (noise),
+    # mjd unchanged. It restores the across-window part; the model's shapes still lack the within-window part
+    sampling_scale_draw: str = "drift"
     # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
     planted_days: int = 6000
     # forecasters: the models fitted (wavefin_core.forecast_suite.ALL_MODELS), the augmentation experiment and

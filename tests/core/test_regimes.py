@@ -16,9 +16,12 @@ from wavefin_core.models import (
     train_diffusion,
 )
 from wavefin_core.models.regimes import (
+    DRIFT_POOL_SIZE,
     VolRegimes,
     class_labels,
     encode_training_windows,
+    normalised_drift,
+    plan_samples,
     realized_volatility,
     regimes_from_meta,
     sampling_plan,
@@ -159,3 +162,76 @@ def test_bad_regime_settings_name_the_field_and_the_fix():
         VolRegimes.fit(np.where(np.arange(10)[:, None] == 3, np.nan, clustered_windows(10, 0)), 4)
     with pytest.raises(DataError, match="volatility regimes dict is not"):
         VolRegimes.from_dict({"format": "something else"})
+
+
+# -- scale_draw="drift": the volatility drawn from train windows of a similar drift (issue 8's leverage effect) --
+def planted_leverage(n: int, seed: int) -> np.ndarray:
+    """Windows with a planted drift <-> volatility association: half fall (drift -0.5 sd per step) with 3x the
+    volatility of the other half, which rise; volatility also varies 10x within each half (across the buckets)."""
+    rng = np.random.default_rng(seed)
+    falling = rng.random(n) < 0.5
+    vols = 1e-3 * np.exp(rng.uniform(0.0, np.log(10.0), size=n)) * np.where(falling, 3.0, 1.0)
+    shapes = rng.standard_normal((n, WINDOW)) + np.where(falling, -0.5, 0.5)[:, None]
+    return vols[:, None] * shapes
+
+
+def _log_scale_gap(scales: np.ndarray, falling: np.ndarray, rows: np.ndarray) -> float:
+    """Mean log scale of the falling minus the rising windows among ``rows``."""
+    return float(np.log(scales[rows & falling]).mean() - np.log(scales[rows & ~falling]).mean())
+
+
+def test_drift_draw_keeps_the_drift_scale_association_of_the_train_windows():
+    train = planted_leverage(2000, 0)
+    regimes = VolRegimes.fit(train, 2, "window")
+    train_falling, train_buckets = normalised_drift(train) < 0, regimes.buckets_of(train)
+    shapes, _ = regimes.prepare(planted_leverage(1000, 11))  # fresh shapes, normalised as generated ones are
+    falling = normalised_drift(shapes) < 0
+    plan = plan_samples(regimes, 0, 1000, seed=3, scale_draw="drift")
+    drift_scales = plan.scales_for(shapes)
+    # same buckets and independent scales whichever draw: the drift draw has its own random stream
+    independent = plan_samples(regimes, 0, 1000, seed=3, scale_draw="independent").scales_for(shapes)
+    np.testing.assert_array_equal(independent, plan.scales)
+    for b in range(2):
+        # Within a bucket the falling train windows are ~0.5 log units (1.6x) more volatile; the drift draw gives
+        # falling shapes that gap (sampling noise ~0.07 per bucket), the independent draw none.
+        train_gap = _log_scale_gap(realized_volatility(train), train_falling, train_buckets == b)
+        assert train_gap > 0.4
+        assert abs(_log_scale_gap(drift_scales, falling, plan.buckets == b) - train_gap) < 0.2
+        assert abs(_log_scale_gap(independent, falling, plan.buckets == b)) < 0.2
+    np.testing.assert_array_equal(plan.rescale(shapes), shapes * drift_scales[:, None])
+    # seeded: the very same computation twice, bit for bit
+    np.testing.assert_array_equal(plan.scales_for(shapes), drift_scales)
+
+
+def test_drift_tables_round_trip_through_json_and_stay_small():
+    regimes = VolRegimes.fit(planted_leverage(3000, 2), 4, "window")
+    loaded = VolRegimes.from_dict(json.loads(json.dumps(regimes.to_dict())))
+    assert loaded.to_dict() == regimes.to_dict() and regimes.to_dict()["version"] == 2
+    assert all(len(pool) <= DRIFT_POOL_SIZE for bins in regimes.drift_pools for pool in bins)
+    shapes, buckets = regimes.prepare(planted_leverage(50, 3))
+    np.testing.assert_array_equal(loaded.matched_scales(buckets, shapes, 7), regimes.matched_scales(buckets, shapes, 7))
+    assert VolRegimes.fit(planted_leverage(100, 0), 2, "bucket").to_dict()["drift_pools"] is None  # window only
+
+
+def test_version_1_regimes_still_sample_independently_and_refuse_the_drift_draw():
+    regimes = VolRegimes.fit(planted_leverage(400, 0), 2, "window")
+    v1 = {k: v for k, v in regimes.to_dict().items() if not k.startswith("drift_")} | {"version": 1}
+    old = VolRegimes.from_dict(v1)
+    assert old.drift_edges is None
+    np.testing.assert_array_equal(plan_samples(old, 0, 8, 1, "independent").scales, sampling_plan(regimes, 0, 8, 1)[1])
+    with pytest.raises(DataError, match="format version 1.*re-materialize diffusion_model.*scale_draw='independent'"):
+        plan_samples(old, 0, 8, 1)  # the default draw is "drift"
+
+
+def test_bad_scale_draw_inputs_name_the_field_and_the_fix():
+    regimes = VolRegimes.fit(planted_leverage(400, 0), 2, "window")
+    with pytest.raises(ConfigError, match="synthetic_series.scale_draw='nearest' is not one of"):
+        plan_samples(regimes, 0, 8, 1, scale_draw="nearest")
+    with pytest.raises(ConfigError, match="pass the buckets the samples' class labels were drawn with"):
+        regimes.matched_scales(np.array([0, 5]), planted_leverage(2, 1), 0)
+    with pytest.raises(ConfigError, match="needs vol_normalize='window'"):
+        VolRegimes.fit(planted_leverage(400, 0), 2, "bucket").matched_scales(np.zeros(2, int), planted_leverage(2, 1), 0)
+    broken = regimes.to_dict()
+    broken["drift_pools"] = broken["drift_pools"][:1]
+    with pytest.raises(DataError, match="drift_edges / drift_pools"):
+        VolRegimes.from_dict(broken)

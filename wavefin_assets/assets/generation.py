@@ -230,6 +230,10 @@ class SyntheticSeriesConfig(dg.Config):
     # level of a series' generated images is scaled to the train windows' mean square, all its samples together
     # (HaarRepresentation.calibrate_levels). Samples stay exactly realizable. False: the raw samples.
     level_calibration: bool = PROFILE.sampling_level_calibration
+    # How each sample's volatility is drawn (vol_normalize="window" models): "independent" of its generated shape,
+    # or "drift": from its bucket's train windows of a similar normalised drift, which keeps the leverage effect
+    # (falling windows are the volatile ones). Sampling only (wavefin_core.models.regimes.SCALE_DRAWS).
+    scale_draw: str = PROFILE.sampling_scale_draw
 
 
 @dg.asset(
@@ -272,7 +276,7 @@ def synthetic_series(
         started = time.perf_counter()
         images, scales = _sample(context, model, scheduler, shape, config.n_samples, config.sampler,
                                  config.num_inference_steps, seed, config.batch_size, torch_device, name,
-                                 targets[name])
+                                 targets[name], config.scale_draw)
         seconds += time.perf_counter() - started
         images, level_factors = _calibrated(targets[name], images, config.level_calibration)
         returns, residual = _decode(targets[name], images, scales, name, config.sampler)
@@ -284,7 +288,7 @@ def synthetic_series(
                             "synthetic_return_std": float(returns.std()),
                             "train_return_std": train_std, "class_label": targets[name].label,
                             "vol_buckets": targets[name].regimes.k, "projected": config.project,
-                            "level_calibration": level_factors}
+                            "level_calibration": level_factors, "scale_draw": config.scale_draw}
         context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
                          f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
                          f"{train_std:.3g}")
@@ -300,6 +304,7 @@ def synthetic_series(
         "seconds_per_1000": main["seconds_per_1000"], "device": device.describe(), "samplers": samplers,
         "model_path": manifest["path"], "model_version": manifest.get("version"),
         "model_series": manifest["series"], "model_weights": meta["weights"], "projected": config.project,
+        "scale_draw": config.scale_draw,
     }).encode()})
     return dg.Output(table, metadata={
         "samples_per_series": config.n_samples,
@@ -307,6 +312,7 @@ def synthetic_series(
         "sampler": f"{config.sampler}({config.num_inference_steps})",
         "seconds_per_1000": main["seconds_per_1000"],
         "device": device.describe(),
+        "scale_draw": config.scale_draw,
         **{f"median_projection_residual_{n}": v["median_projection_residual"] for n, v in per_series.items()},
         **{f"std_ratio_vs_train_{n}": v["synthetic_return_std"] / v["train_return_std"]
            for n, v in per_series.items()},
@@ -328,6 +334,8 @@ def _check_synthetic_config(config: SyntheticSeriesConfig) -> None:
     if config.n_samples < 10:
         raise ConfigError(f"synthetic_series.n_samples={config.n_samples}: the report's classifiers need at least "
                           "10 windows per series; use >= 1000 for a meaningful report.")
+    from wavefin_core.models.regimes import check_scale_draw
+    check_scale_draw(config.scale_draw)
     if config.benchmark_samplers and min(config.bench_ddpm_samples, config.bench_ddim_samples) < 10:
         raise ConfigError("synthetic_series.bench_ddpm_samples and bench_ddim_samples must be >= 10 (the "
                           "discriminative classifier needs 10 windows), or set benchmark_samplers=false.")
@@ -361,14 +369,16 @@ class _SeriesTarget:
 
 
 def _sample(context: dg.AssetExecutionContext, model, scheduler, shape, n: int, sampler: str, steps: int,
-            seed: int, batch_size: int, torch_device, label: str, target: _SeriesTarget
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(images, scale per image): each image's class label is (series, volatility bucket drawn from the train
-    frequencies) and its decoded returns are multiplied by its scale (1 without volatility normalisation)."""
+            seed: int, batch_size: int, torch_device, label: str, target: _SeriesTarget,
+            scale_draw: str = "independent") -> tuple[np.ndarray, Any]:
+    """(images, sampling plan): each image's class label is (series, volatility bucket drawn from the train
+    frequencies) and the plan rescales its decoded returns (by 1 without volatility normalisation; with
+    scale_draw="drift" by a scale drawn for the decoded shape's drift: wavefin_core.models.regimes)."""
     from wavefin_core.models import sample_diffusion
-    from wavefin_core.models.regimes import sampling_plan
+    from wavefin_core.models.regimes import plan_samples
     total = -(-n // batch_size) * steps
-    labels, scales = sampling_plan(target.regimes, target.label, n, seed)
+    plan = plan_samples(target.regimes, target.label, n, seed, scale_draw)
+    labels, scales = plan.labels, plan
     return sample_diffusion(model, shape, n, sampler=sampler, num_inference_steps=steps, seed=seed,
                             device=torch_device, train_scheduler=scheduler, batch_size=batch_size,
                             class_labels=labels,
@@ -396,15 +406,15 @@ def _calibrated(target: _SeriesTarget, images: np.ndarray, enabled: bool) -> tup
     return images, [float(f) for f in factors]
 
 
-def _decode(target: _SeriesTarget, images: np.ndarray, scales: np.ndarray, series: str,
+def _decode(target: _SeriesTarget, images: np.ndarray, scales: Any, series: str,
             sampler: str) -> tuple[np.ndarray, np.ndarray]:
     """Generated images -> (log returns in the series' units, relative projection residual per window: how far
-    each image was from one a real series produces, 0 = exactly one). `scales` undo the volatility
-    normalisation (decode is linear, so scaling after it equals decoding the scaled image)."""
+    each image was from one a real series produces, 0 = exactly one). `scales` (the SamplingPlan of `_sample`)
+    undo the volatility normalisation (decode is linear, so scaling after it equals decoding the scaled image)."""
     bad = ~np.isfinite(images.reshape(len(images), -1)).all(axis=1)
     if not bad.any():
         returns, residual = target.representation.decode(images)
-        returns = returns * np.asarray(scales, dtype=np.float64)[:, None]
+        returns = scales.rescale(returns)
         bad = ~np.isfinite(returns).all(axis=1)
     if bad.any():
         raise DataError(
@@ -471,7 +481,7 @@ def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler
             started = time.perf_counter()
             images, scales = _sample(context, model, scheduler, shape, sizes[sampler], sampler, steps,
                              derived_seed(config.seed, name, sampler), config.batch_size, torch_device,
-                             f"samplers table {label}", targets[name])
+                             f"samplers table {label}", targets[name], config.scale_draw)
             seconds_per_1000 = 1000.0 * (time.perf_counter() - started) / sizes[sampler]
             windows, _ = _decode(targets[name], images, scales, name, sampler)
             note = ""

@@ -3,13 +3,16 @@
 Artifact `model`: the `save_diffusion` directory (diffusers `save_pretrained` safetensors + wavefin.json, which
 names the series, their class labels when the model is conditioned, each series' image representation and, for
 a model conditioned on volatility regimes, each series' buckets: samples get (series, bucket) labels drawn from
-the train frequencies and are rescaled as `wavefin_core.models.regimes.sampling_plan` says).
+the train frequencies and are rescaled as `wavefin_core.models.regimes.plan_samples` says).
 
 `predict` takes a DataFrame with one row per request, columns `series` and `n_samples` (optional: `seed`
-default 0, `sampler` default dpmsolver, `num_inference_steps` default 20), and returns one row per generated
-window: `series`, `sample`, `returns` (log returns in that series' units, decoded by the representation's
-least-squares inverse). Sampling projects onto realizable images at every step, as synthetic_series does, and
-runs on CPU unless `model_config["device"]` says otherwise.
+default 0, `sampler` default dpmsolver, `num_inference_steps` default 20, `scale_draw` default drift where the
+model saved drift tables, else independent), and returns one row per generated window: `series`, `sample`,
+`returns` (log returns in that series' units, decoded by the representation's least-squares inverse). As
+synthetic_series does: sampling projects onto realizable images at every step, a Haar model's generated set is
+calibrated level by level to the train energy (`model_config["level_calibration"]`, default true; the factors
+depend on the set, so ask for a few hundred windows at once), and each sample's volatility is drawn for its
+shape's drift. Runs on CPU unless `model_config["device"]` says otherwise.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ class WavefinDiffusion(mlflow.pyfunc.PythonModel):
         config = context.model_config or {}
         self.device = str(config.get("device", "cpu"))
         self.project = bool(config.get("project", True))  # range-consistent sampling, as synthetic_series does
+        self.level_calibration = bool(config.get("level_calibration", True))
         self.model, self.scheduler, self.meta = load_diffusion(context.artifacts["model"], device=self.device)
         self.shape = tuple(self.meta["sample_shape"])
         self.series = list(self.meta.get("series") or [])
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
         from wavefin_core.models import sample_diffusion
-        from wavefin_core.models.regimes import regimes_from_meta, sampling_plan
+        from wavefin_core.models.regimes import DEFAULT_SCALE_DRAW, plan_samples, regimes_from_meta
 
         frames = []
         for row in model_input.to_dict("records"):
@@ -46,13 +50,18 @@ class WavefinDiffusion(mlflow.pyfunc.PythonModel):
             project = representation.project if self.project else None
             seed = int(row.get("seed", 0))
             # (series, volatility bucket) labels and the per-sample scales, as synthetic_series draws them
-            labels, scales = sampling_plan(regimes_from_meta(self.meta, series), index, n, seed)
+            regimes = regimes_from_meta(self.meta, series)
+            default_draw = DEFAULT_SCALE_DRAW if regimes.drift_edges is not None else "independent"
+            plan = plan_samples(regimes, index, n, seed, str(row.get("scale_draw") or default_draw))
             images = sample_diffusion(self.model, self.shape, n, sampler=str(row.get("sampler", "dpmsolver")),
                                       num_inference_steps=int(row.get("num_inference_steps", 20)),
                                       seed=seed, device=self.device,
-                                      train_scheduler=self.scheduler, class_labels=labels, project=project)
+                                      train_scheduler=self.scheduler, class_labels=plan.labels, project=project)
+            calibrate = getattr(representation, "calibrate_levels", None)
+            if self.level_calibration and calibrate is not None:
+                images, _ = calibrate(images)
             returns, _ = representation.decode(images)
-            returns = returns * scales[:, None]  # log returns in the series' units
+            returns = plan.rescale(returns)  # log returns in the series' units
             frames.append(pd.DataFrame({"series": series, "sample": np.arange(n), "returns": list(returns)}))
         return pd.concat(frames, ignore_index=True)
 
