@@ -180,6 +180,9 @@ class Lever:
     # independently of its generated shape, or from its bucket's train windows of a similar normalised drift
     # (wavefin_core.models.regimes.SCALE_DRAWS; sampling only, so not in the training key)
     scale_draw: str = "independent"
+    # the shapes ladder (--ladder shapes): calibration of the decoded shapes before scaling (sampling only;
+    # wavefin_core.models.regimes.SHAPE_CALIBRATIONS)
+    shape_calibration: str = "none"
 
     def training_key(self) -> tuple:
         """Levers with equal keys share one trained model (projection and the sampler only change sampling)."""
@@ -292,16 +295,30 @@ def leverage_ladder() -> list[Lever]:
             for seed in (0, 1) for draw, label in SCALE_DRAW_LABELS.items()]
 
 
+def shapes_ladder() -> list[Lever]:
+    """Issue 8's within-window shapes: today's default (drift-matched scales) with the decoded shapes as they
+    come, each set to RMS 1 (as every train shape is), or mapped onto the train shapes' marginal then RMS 1; all
+    three on the same model and samples, training seeds 0 and 1."""
+    default = Lever("", conditioning="class", project=True, stride=1, ema=True, prediction_type="v_prediction",
+                    representation="haar", vol_buckets=4, vol_normalize="window", calibrate_levels=True, steps=600,
+                    scale_draw="drift")
+    return [dataclasses.replace(default, name=f"shapes {mode}, 600 steps, seed {seed}", train_seed=seed,
+                                shape_calibration=mode)
+            for seed in (0, 1) for mode in ("none", "rms", "marginal")]
+
+
 LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
            "levels": "issue 8's fine-level ladder (lag-1 ACF)", "objective": "issue 8's objective x training length",
            "scale": "issue 8's model size x training length (GPU)",
-           "leverage": "issue 8's leverage effect: independent vs drift-matched volatility draws"}
+           "leverage": "issue 8's leverage effect: independent vs drift-matched volatility draws",
+           "shapes": "issue 8's within-window shapes: none / rms / marginal shape calibration"}
 LADDER_ROWS = {"levers": lambda stride: ladder(stride), "regimes": lambda stride: regime_ladder(),
                "levels": lambda stride: levels_ladder(), "objective": lambda stride: objective_ladder(),
-               "scale": lambda stride: scale_ladder(), "leverage": lambda stride: leverage_ladder()}
+               "scale": lambda stride: scale_ladder(), "leverage": lambda stride: leverage_ladder(),
+               "shapes": lambda stride: shapes_ladder()}
 DEFAULT_OUT = {"levers": "ablation.json", "regimes": "ablation_regimes.json", "levels": "ablation_levels.json",
                "objective": "ablation_objective.json", "scale": "ablation_scale.json",
-               "leverage": "ablation_leverage.json"}
+               "leverage": "ablation_leverage.json", "shapes": "ablation_shapes.json"}
 
 
 def missing_api(lever: Lever) -> str | None:
@@ -475,10 +492,11 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
     seconds = time.perf_counter() - started
     returns, residual = rep.decode(images)
     extra_fields = leverage_over_scale_draws(regimes, lever, buckets, returns, seed)
-    if lever.scale_draw != "independent":  # drawn from the decoded shapes (the same stream as synthetic_series)
+    if lever.scale_draw != "independent" or lever.shape_calibration != "none":  # as synthetic_series does
         from wavefin_core.models.regimes import plan_samples
 
-        rescaled = plan_samples(regimes, index, args.samples, seed, lever.scale_draw).rescale(returns)
+        rescaled = plan_samples(regimes, index, args.samples, seed, lever.scale_draw,
+                                lever.shape_calibration).rescale(returns)
         return rescaled, residual, seconds, extra_fields
     return returns * scales[:, None], residual, seconds, extra_fields
 
@@ -519,11 +537,13 @@ def score(real: np.ndarray, synth: np.ndarray, args: argparse.Namespace) -> dict
 
     steps = {"steps": args.classifier_steps} if args.classifier_steps else {}
     disc = posthoc_discriminative_score(real, synth, seeds=args.seeds, **steps)
+    shape = posthoc_discriminative_score(real, synth, seeds=args.seeds, scale="per_window", **steps)
     facts = compare_facts(real, synth)
     flat = synth.ravel()
     kurtosis = float(np.mean((flat - flat.mean()) ** 4) / flat.var() ** 2 - 3.0)
     return {"disc_mean": disc["mean"], "disc_std": disc["std"], "disc_values": disc["values"],
-            "disc_seeds": disc["seeds"], "acf1": float(acf(synth, 1)[1]),
+            "disc_seeds": disc["seeds"], "shape_mean": shape["mean"], "shape_std": shape["std"],
+            "shape_values": shape["values"], "acf1": float(acf(synth, 1)[1]),
             "std_ratio": float(synth.std() / real.std()), "n_windows": int(len(synth)),
             "excess_kurtosis": kurtosis, "facts_reproduced": int(sum(f["reproduced"] for f in facts.values())),
             "facts": {name: f["synthetic"] for name, f in facts.items()}}
@@ -700,7 +720,7 @@ def merge_documents(paths: list[Path], rename: dict[str, str] | None = None,
     rows = [row for doc in docs for row in doc["rows"] if row["lever"] not in REFERENCES]
     order = {lever.name: index for index, lever in enumerate(ladder(8) + regime_ladder() + levels_ladder()
                                                              + objective_ladder() + scale_ladder()
-                                                             + leverage_ladder())}
+                                                             + leverage_ladder() + shapes_ladder())}
     rows.sort(key=lambda row: (order.get(row["lever"], len(order)), SERIES.index(row["series"])))
     return {**first, "rows": rows + references, "merged_from": [str(p) for p in paths],
             "settings": [doc["settings"] for doc in docs],
@@ -847,7 +867,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "train_seconds": train_seconds, "sample_seconds": sample_seconds, "n_train_images": n_images,
                    "lever_settings": dataclasses.asdict(lever), **extra_fields}
             document["rows"].append(row)
-            print(f"  {data.name}: disc {row['disc_mean']:.3f} ± {row['disc_std']:.3f}, acf1 {row['acf1']:.3f}, "
+            print(f"  {data.name}: disc {row['disc_mean']:.3f} ± {row['disc_std']:.3f}, shape {row['shape_mean']:.3f} ± "
+                  f"{row['shape_std']:.3f}, leverage {row['facts']['leverage']:.3f}, acf1 {row['acf1']:.3f}, "
                   f"std ratio {row['std_ratio']:.2f}, kurtosis {row['excess_kurtosis']:.2f}, facts "
                   f"{row['facts_reproduced']}, residual {row['residual_median']:.2e}", flush=True)
         write_json(args.out, {**document, "partial": True})  # a slow shared machine: keep what is done

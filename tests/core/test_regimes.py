@@ -235,3 +235,50 @@ def test_bad_scale_draw_inputs_name_the_field_and_the_fix():
     broken["drift_pools"] = broken["drift_pools"][:1]
     with pytest.raises(DataError, match="drift_edges / drift_pools"):
         VolRegimes.from_dict(broken)
+
+
+def test_shape_calibration_resets_the_rms_and_maps_onto_the_train_shapes_marginal():
+    """Train shapes are Student-t(4) (heavy tails); "generated" shapes Gaussian with a scattered RMS. "rms" sets
+    each to RMS 1 as every train shape is; "marginal" also gives them the train shapes' tails, keeping the order
+    of the values inside each window (the dependence the model made)."""
+    regimes = VolRegimes.fit(clustered_windows(2000, 0), 4, "window")
+    rng = np.random.default_rng(1)
+    shapes = rng.standard_normal((300, WINDOW)) * rng.uniform(0.6, 1.4, size=(300, 1))
+    np.testing.assert_array_equal(regimes.calibrate_shapes(shapes, "none"), shapes)
+    rms = regimes.calibrate_shapes(shapes, "rms")
+    np.testing.assert_allclose(np.sqrt((rms**2).mean(axis=1)), 1.0, rtol=1e-12)
+    marginal = regimes.calibrate_shapes(shapes, "marginal")
+    np.testing.assert_allclose(np.sqrt((marginal**2).mean(axis=1)), 1.0, rtol=1e-12)
+    assert (np.argsort(marginal, axis=1) == np.argsort(shapes, axis=1)).all()
+
+    def kurtosis(x):
+        return float(np.mean(x**4) / np.mean(x**2) ** 2 - 3.0)
+
+    train_shapes = clustered_windows(2000, 0)
+    train_shapes = train_shapes / realized_volatility(train_shapes)[:, None]
+    assert kurtosis(rms) < 0.5 < kurtosis(train_shapes)  # a Gaussian set stays light-tailed with "rms" only
+    # the train shapes' tails, up to the rescaling to RMS 1 (sampling noise of 4,800 values: ~0.3)
+    assert abs(kurtosis(marginal) - kurtosis(train_shapes)) < 0.6
+    # regimes without window normalisation leave the (unnormalised) shapes alone
+    assert np.array_equal(VolRegimes.fit(clustered_windows(200, 0), 4).calibrate_shapes(shapes, "marginal"), shapes)
+    # the plan applies it before scaling, and the quantiles survive JSON
+    loaded = VolRegimes.from_dict(json.loads(json.dumps(regimes.to_dict())))
+    np.testing.assert_array_equal(loaded.shape_quantiles, regimes.shape_quantiles)
+    plan = plan_samples(loaded, 0, 300, seed=3, scale_draw="independent", shape_calibration="marginal")
+    np.testing.assert_allclose(plan.rescale(shapes), marginal * plan.scales[:, None], rtol=1e-12)
+
+
+def test_shape_calibration_settings_and_old_dicts_are_checked():
+    regimes = VolRegimes.fit(clustered_windows(400, 0), 4, "window")
+    with pytest.raises(ConfigError, match="shape_calibration"):
+        plan_samples(regimes, 0, 10, seed=0, shape_calibration="quantile")
+    saved = regimes.to_dict()
+    del saved["shape_quantiles"]  # a model saved before the quantiles existed: "rms" works, "marginal" says what to do
+    old = VolRegimes.from_dict(saved)
+    shapes = np.random.default_rng(0).standard_normal((20, WINDOW))
+    assert old.calibrate_shapes(shapes, "rms").shape == shapes.shape
+    with pytest.raises(DataError, match="re-materialize diffusion_model"):
+        old.calibrate_shapes(shapes, "marginal")
+    saved["shape_quantiles"] = [1.0, 0.0]
+    with pytest.raises(DataError, match="shape_quantiles"):
+        VolRegimes.from_dict(saved)

@@ -234,6 +234,11 @@ class SyntheticSeriesConfig(dg.Config):
     # or "drift": from its bucket's train windows of a similar normalised drift, which keeps the leverage effect
     # (falling windows are the volatile ones). Sampling only (wavefin_core.models.regimes.SCALE_DRAWS).
     scale_draw: str = PROFILE.sampling_scale_draw
+    # The decoded shapes before scaling (vol_normalize="window" models): "none"; "rms" (each set to RMS 1, as every
+    # train shape is); "marginal" (also mapped onto the train shapes' pooled distribution, the order of the values
+    # in each window kept): the quick model's shapes are near-Gaussian inside a window where sp500's are not.
+    # Sampling only (wavefin_core.models.regimes.SHAPE_CALIBRATIONS).
+    shape_calibration: str = PROFILE.sampling_shape_calibration
 
 
 @dg.asset(
@@ -276,7 +281,7 @@ def synthetic_series(
         started = time.perf_counter()
         images, scales = _sample(context, model, scheduler, shape, config.n_samples, config.sampler,
                                  config.num_inference_steps, seed, config.batch_size, torch_device, name,
-                                 targets[name], config.scale_draw)
+                                 targets[name], config.scale_draw, config.shape_calibration)
         seconds += time.perf_counter() - started
         images, level_factors = _calibrated(targets[name], images, config.level_calibration)
         returns, residual = _decode(targets[name], images, scales, name, config.sampler)
@@ -288,7 +293,8 @@ def synthetic_series(
                             "synthetic_return_std": float(returns.std()),
                             "train_return_std": train_std, "class_label": targets[name].label,
                             "vol_buckets": targets[name].regimes.k, "projected": config.project,
-                            "level_calibration": level_factors, "scale_draw": config.scale_draw}
+                            "level_calibration": level_factors, "scale_draw": config.scale_draw,
+                            "shape_calibration": config.shape_calibration}
         context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
                          f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
                          f"{train_std:.3g}")
@@ -304,7 +310,7 @@ def synthetic_series(
         "seconds_per_1000": main["seconds_per_1000"], "device": device.describe(), "samplers": samplers,
         "model_path": manifest["path"], "model_version": manifest.get("version"),
         "model_series": manifest["series"], "model_weights": meta["weights"], "projected": config.project,
-        "scale_draw": config.scale_draw,
+        "scale_draw": config.scale_draw, "shape_calibration": config.shape_calibration,
     }).encode()})
     return dg.Output(table, metadata={
         "samples_per_series": config.n_samples,
@@ -312,7 +318,7 @@ def synthetic_series(
         "sampler": f"{config.sampler}({config.num_inference_steps})",
         "seconds_per_1000": main["seconds_per_1000"],
         "device": device.describe(),
-        "scale_draw": config.scale_draw,
+        "scale_draw": config.scale_draw, "shape_calibration": config.shape_calibration,
         **{f"median_projection_residual_{n}": v["median_projection_residual"] for n, v in per_series.items()},
         **{f"std_ratio_vs_train_{n}": v["synthetic_return_std"] / v["train_return_std"]
            for n, v in per_series.items()},
@@ -334,8 +340,9 @@ def _check_synthetic_config(config: SyntheticSeriesConfig) -> None:
     if config.n_samples < 10:
         raise ConfigError(f"synthetic_series.n_samples={config.n_samples}: the report's classifiers need at least "
                           "10 windows per series; use >= 1000 for a meaningful report.")
-    from wavefin_core.models.regimes import check_scale_draw
+    from wavefin_core.models.regimes import check_scale_draw, check_shape_calibration
     check_scale_draw(config.scale_draw)
+    check_shape_calibration(config.shape_calibration)
     if config.benchmark_samplers and min(config.bench_ddpm_samples, config.bench_ddim_samples) < 10:
         raise ConfigError("synthetic_series.bench_ddpm_samples and bench_ddim_samples must be >= 10 (the "
                           "discriminative classifier needs 10 windows), or set benchmark_samplers=false.")
@@ -370,14 +377,14 @@ class _SeriesTarget:
 
 def _sample(context: dg.AssetExecutionContext, model, scheduler, shape, n: int, sampler: str, steps: int,
             seed: int, batch_size: int, torch_device, label: str, target: _SeriesTarget,
-            scale_draw: str = "independent") -> tuple[np.ndarray, Any]:
+            scale_draw: str = "independent", shape_calibration: str = "none") -> tuple[np.ndarray, Any]:
     """(images, sampling plan): each image's class label is (series, volatility bucket drawn from the train
     frequencies) and the plan rescales its decoded returns (by 1 without volatility normalisation; with
     scale_draw="drift" by a scale drawn for the decoded shape's drift: wavefin_core.models.regimes)."""
     from wavefin_core.models import sample_diffusion
     from wavefin_core.models.regimes import plan_samples
     total = -(-n // batch_size) * steps
-    plan = plan_samples(target.regimes, target.label, n, seed, scale_draw)
+    plan = plan_samples(target.regimes, target.label, n, seed, scale_draw, shape_calibration)
     labels, scales = plan.labels, plan
     return sample_diffusion(model, shape, n, sampler=sampler, num_inference_steps=steps, seed=seed,
                             device=torch_device, train_scheduler=scheduler, batch_size=batch_size,
@@ -481,7 +488,8 @@ def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler
             started = time.perf_counter()
             images, scales = _sample(context, model, scheduler, shape, sizes[sampler], sampler, steps,
                              derived_seed(config.seed, name, sampler), config.batch_size, torch_device,
-                             f"samplers table {label}", targets[name], config.scale_draw)
+                             f"samplers table {label}", targets[name], config.scale_draw,
+                             config.shape_calibration)
             seconds_per_1000 = 1000.0 * (time.perf_counter() - started) / sizes[sampler]
             windows, _ = _decode(targets[name], images, scales, name, sampler)
             note = ""

@@ -7,7 +7,8 @@ the train frequencies and are rescaled as `wavefin_core.models.regimes.plan_samp
 
 `predict` takes a DataFrame with one row per request, columns `series` and `n_samples` (optional: `seed`
 default 0, `sampler` default dpmsolver, `num_inference_steps` default 20, `scale_draw` default drift where the
-model saved drift tables, else independent), and returns one row per generated window: `series`, `sample`,
+model saved drift tables, else independent, `shape_calibration` default the core's DEFAULT_SHAPE_CALIBRATION),
+and returns one row per generated window: `series`, `sample`,
 `returns` (log returns in that series' units, decoded by the representation's least-squares inverse). As
 synthetic_series does: sampling projects onto realizable images at every step, a Haar model's generated set is
 calibrated level by level to the train energy (`model_config["level_calibration"]`, default true; the factors
@@ -31,13 +32,19 @@ class WavefinDiffusion(mlflow.pyfunc.PythonModel):
         self.device = str(config.get("device", "cpu"))
         self.project = bool(config.get("project", True))  # range-consistent sampling, as synthetic_series does
         self.level_calibration = bool(config.get("level_calibration", True))
+        self.shape_calibration = config.get("shape_calibration")  # None: the core's default, as synthetic_series
         self.model, self.scheduler, self.meta = load_diffusion(context.artifacts["model"], device=self.device)
         self.shape = tuple(self.meta["sample_shape"])
         self.series = list(self.meta.get("series") or [])
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
         from wavefin_core.models import sample_diffusion
-        from wavefin_core.models.regimes import DEFAULT_SCALE_DRAW, plan_samples, regimes_from_meta
+        from wavefin_core.models.regimes import (
+            DEFAULT_SCALE_DRAW,
+            DEFAULT_SHAPE_CALIBRATION,
+            plan_samples,
+            regimes_from_meta,
+        )
 
         frames = []
         for row in model_input.to_dict("records"):
@@ -52,7 +59,10 @@ class WavefinDiffusion(mlflow.pyfunc.PythonModel):
             # (series, volatility bucket) labels and the per-sample scales, as synthetic_series draws them
             regimes = regimes_from_meta(self.meta, series)
             default_draw = DEFAULT_SCALE_DRAW if regimes.drift_edges is not None else "independent"
-            plan = plan_samples(regimes, index, n, seed, str(row.get("scale_draw") or default_draw))
+            # a model saved before the train shape quantiles existed gets "rms" instead of "marginal"
+            default_shape = DEFAULT_SHAPE_CALIBRATION if regimes.shape_quantiles is not None else "rms"
+            shape = row.get("shape_calibration") or self.shape_calibration or default_shape
+            plan = plan_samples(regimes, index, n, seed, str(row.get("scale_draw") or default_draw), str(shape))
             images = sample_diffusion(self.model, self.shape, n, sampler=str(row.get("sampler", "dpmsolver")),
                                       num_inference_steps=int(row.get("num_inference_steps", 20)),
                                       seed=seed, device=self.device,

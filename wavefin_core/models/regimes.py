@@ -48,6 +48,15 @@ READABLE_VERSIONS = (1, 2)
 #: How a sample's scale is drawn (normalize="window"): independently of its shape, or from its bucket's train
 #: windows of a similar normalised drift (see the module docstring).
 SCALE_DRAWS = ("independent", "drift")
+#: How the decoded, normalised shapes are calibrated before they are scaled (normalize="window" only): "none";
+#: "rms": each shape divided by its own RMS, as every train shape is (the model's shapes scatter around 1, which
+#: widens the mix of scales: heavier tails than the train windows'); "marginal": "rms", then a monotone map of the
+#: set's pooled values onto the train shapes' pooled distribution (ranks, hence the dependence the model made,
+#: are kept; the within-window tails become the train windows'), then "rms" again.
+SHAPE_CALIBRATIONS = ("none", "rms", "marginal")
+#: Quantiles of the train shapes' pooled values kept for "marginal" (at probabilities linspace(0, 1, N): the
+#: extremes are the train min and max).
+SHAPE_QUANTILES = 1025
 #: Equal-count drift bins per bucket (fewer when a bucket has under MIN_PER_DRIFT_BIN x DRIFT_BINS windows). With
 #: 8 bins the quick profile's sp500 keeps ~175 stride-1 train windows per bin (K = 4).
 DRIFT_BINS = 8
@@ -116,6 +125,9 @@ class VolRegimes:
     # equal-count drift bins and, per bin, quantiles of those train windows' volatilities (scale_draw="drift")
     drift_edges: list[np.ndarray] | None = None
     drift_pools: list[list[np.ndarray]] | None = None
+    # normalize="window" only (else None; also for dicts written before it): SHAPE_QUANTILES quantiles of the
+    # pooled values of the train windows divided by their own volatility (shape_calibration="marginal")
+    shape_quantiles: np.ndarray | None = None
 
     # -- fitting ---------------------------------------------------------------------------------------------
     @classmethod
@@ -141,6 +153,8 @@ class VolRegimes:
             tables = [_drift_table(drift[buckets == b], vols[buckets == b]) for b in range(k)]
             fitted.drift_edges = [edges for edges, _ in tables]
             fitted.drift_pools = [pools for _, pools in tables]
+            shapes = checked_windows(train_windows, "train_windows") / vols[:, None]
+            fitted.shape_quantiles = np.quantile(shapes, np.linspace(0.0, 1.0, SHAPE_QUANTILES))
         return fitted
 
     # -- applying --------------------------------------------------------------------------------------------
@@ -185,6 +199,30 @@ class VolRegimes:
             scales = np.ones(int(n))
         return buckets, scales
 
+    def calibrate_shapes(self, shapes: np.ndarray, mode: str) -> np.ndarray:
+        """Decoded, normalised shapes (N, T) calibrated as ``mode`` says (see SHAPE_CALIBRATIONS); a copy.
+
+        Calibrate all of a series' generated shapes together (the marginal map uses the set's pooled ranks).
+        Without window normalisation (the shapes are not normalised) nothing changes.
+        """
+        check_shape_calibration(mode)
+        x = np.array(checked_windows(shapes, "shapes"), dtype=np.float64)
+        if mode == "none" or self.normalize != "window" or x.size == 0:
+            return x
+        if mode == "marginal":
+            if self.shape_quantiles is None:
+                raise DataError("this model's volatility regimes have no train shape quantiles (saved before "
+                                "shape calibration existed); re-materialize diffusion_model, or set "
+                                "synthetic_series.shape_calibration='rms'.")
+            x = _unit_rms(x)  # the model's RMS scatter first, so the map sees shapes as the train ones are
+            flat = x.ravel()
+            ranks = np.empty(flat.size)
+            ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
+            probabilities = (ranks + 0.5) / flat.size
+            grid = np.linspace(0.0, 1.0, len(self.shape_quantiles))
+            x = np.interp(probabilities, grid, self.shape_quantiles).reshape(x.shape)
+        return _unit_rms(x)
+
     def matched_scales(self, buckets: np.ndarray, shapes: np.ndarray, seed: int) -> np.ndarray:
         """A scale per generated shape (normalize="window"): an empirical draw from the train windows of its
         bucket whose normalised drift falls in the same drift bin as the shape's (``scale_draw="drift"``).
@@ -223,7 +261,9 @@ class VolRegimes:
                 "pools": [[float(v) for v in pool] for pool in self.pools], "floor": float(self.floor),
                 "drift_edges": None if self.drift_edges is None else [[float(v) for v in e] for e in self.drift_edges],
                 "drift_pools": None if self.drift_pools is None else
-                [[[float(v) for v in pool] for pool in bins] for bins in self.drift_pools]}
+                [[[float(v) for v in pool] for pool in bins] for bins in self.drift_pools],
+                "shape_quantiles": None if self.shape_quantiles is None else
+                [float(v) for v in self.shape_quantiles]}
 
     @classmethod
     def from_dict(cls, data: Any) -> VolRegimes:
@@ -243,6 +283,7 @@ class VolRegimes:
             pools = [np.asarray(pool, dtype=np.float64) for pool in data["pools"]]
             floor = float(data["floor"])
             drift_edges, drift_pools = _drift_tables(data.get("drift_edges"), data.get("drift_pools"), n)
+            shape_quantiles = _shape_quantiles(data.get("shape_quantiles"))
         except KeyError as missing:
             raise DataError(f"volatility regimes dict lacks the field {missing}; pass what VolRegimes.to_dict() "
                             "returned, unmodified.") from None
@@ -251,7 +292,7 @@ class VolRegimes:
             raise DataError(f"volatility regimes dict has {len(medians)} medians, {len(pools)} pools and "
                             f"frequencies summing to {frequencies.sum():.6g}; it needs {n} of each and frequencies "
                             "summing to 1. Re-materialize diffusion_model.")
-        return cls(k, normalize, edges, frequencies, medians, pools, floor, drift_edges, drift_pools)
+        return cls(k, normalize, edges, frequencies, medians, pools, floor, drift_edges, drift_pools, shape_quantiles)
 
 
 def check_scale_draw(scale_draw: Any, field: str = "synthetic_series.scale_draw") -> None:
@@ -260,6 +301,30 @@ def check_scale_draw(scale_draw: Any, field: str = "synthetic_series.scale_draw"
         raise ConfigError(f"{field}={scale_draw!r} is not one of {SCALE_DRAWS}: 'independent' draws each sample's "
                           "volatility from its bucket regardless of its shape, 'drift' from the bucket's train "
                           "windows of a similar normalised drift (keeps the leverage effect).")
+
+
+def check_shape_calibration(mode: Any, field: str = "synthetic_series.shape_calibration") -> None:
+    """ConfigError unless ``mode`` is one of SHAPE_CALIBRATIONS."""
+    if mode not in SHAPE_CALIBRATIONS:
+        raise ConfigError(f"{field}={mode!r} is not one of {SHAPE_CALIBRATIONS}: 'none' keeps the decoded shapes, "
+                          "'rms' divides each by its own RMS (as every train shape is), 'marginal' also maps the "
+                          "set's values onto the train shapes' distribution (ranks kept).")
+
+
+def _unit_rms(x: np.ndarray) -> np.ndarray:
+    """Each row divided by its RMS (an all-zero row stays zero)."""
+    rms = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
+    return x / np.where(rms > 0, rms, 1.0)
+
+
+def _shape_quantiles(values: Any) -> np.ndarray | None:
+    if values is None:
+        return None
+    q = np.asarray(values, dtype=np.float64)
+    if q.ndim != 1 or len(q) < 2 or not np.isfinite(q).all() or np.any(np.diff(q) < 0):
+        raise DataError("volatility regimes dict has 'shape_quantiles' that are not a non-decreasing list of at "
+                        "least 2 finite numbers; pass what VolRegimes.to_dict() returned, unmodified.")
+    return q
 
 
 def check_regime_config(k: Any, normalize: Any, field: str = "diffusion_model.vol_buckets") -> None:
@@ -371,6 +436,11 @@ def sampling_plan(regimes: VolRegimes, series_index: int | None, n: int, seed: i
 #: over 20 scale draws) -0.021 / -0.017 independent, -0.031 / -0.030 drift (real test -0.084); the
 #: discriminative score and mjd within noise.
 DEFAULT_SCALE_DRAW = "drift"
+#: The shape calibration of the MLflow pyfunc (synthetic_series takes the profile's, the same): see
+#: SHAPE_CALIBRATIONS. bench/results/ablation_shapes.json: "marginal" lowered sp500's discriminative score on both
+#: training seeds (0.248 / 0.269 -> 0.200 / 0.247) and its shape-only score (0.118 / 0.160 -> 0.051 / 0.128);
+#: mjd within noise. plan_samples itself defaults to "none" (the raw shapes).
+DEFAULT_SHAPE_CALIBRATION = "marginal"
 
 
 @dataclass
@@ -384,6 +454,7 @@ class SamplingPlan:
     scales: np.ndarray
     scale_draw: str
     seed: int
+    shape_calibration: str = "none"
 
     def scales_for(self, shapes: np.ndarray) -> np.ndarray:
         """The scale per decoded shape: the planned ones, or (scale_draw="drift") drawn by the shapes' drift."""
@@ -395,12 +466,12 @@ class SamplingPlan:
     def rescale(self, shapes: np.ndarray) -> np.ndarray:
         """Decoded, normalised shapes (N, T) -> log returns in the series' units (decode is linear, so scaling
         after it equals decoding the scaled image: the samples stay realizable)."""
-        shapes = np.asarray(shapes, dtype=np.float64)
+        shapes = self.regimes.calibrate_shapes(np.asarray(shapes, dtype=np.float64), self.shape_calibration)
         return shapes * self.scales_for(shapes)[:, None]
 
 
 def plan_samples(regimes: VolRegimes, series_index: int | None, n: int, seed: int,
-                 scale_draw: str = DEFAULT_SCALE_DRAW) -> SamplingPlan:
+                 scale_draw: str = DEFAULT_SCALE_DRAW, shape_calibration: str = "none") -> SamplingPlan:
     """The :class:`SamplingPlan` of ``n`` samples of one series: buckets drawn from its train frequencies (seeded),
     scales as its normalisation says (1 without), drawn per ``scale_draw`` once the shapes exist.
 
@@ -408,9 +479,10 @@ def plan_samples(regimes: VolRegimes, series_index: int | None, n: int, seed: in
     drawn); on a version-1 model with ``vol_normalize="window"`` it raises DataError (no drift tables saved).
     """
     check_scale_draw(scale_draw)
+    check_shape_calibration(shape_calibration)
     if scale_draw == "drift" and regimes.normalize == "window" and regimes.drift_edges is None:
         raise DataError("this model's volatility regimes have no drift tables (saved as format version 1); "
                         "re-materialize diffusion_model, or set synthetic_series.scale_draw='independent'.")
     buckets, scales = regimes.draw(n, seed)
     labels = None if series_index is None else class_labels(series_index, buckets, regimes.k)
-    return SamplingPlan(regimes, labels, buckets, scales, scale_draw, int(seed))
+    return SamplingPlan(regimes, labels, buckets, scales, scale_draw, int(seed), shape_calibration)
