@@ -247,7 +247,10 @@ def test_shape_calibration_resets_the_rms_and_maps_onto_the_train_shapes_margina
     np.testing.assert_array_equal(regimes.calibrate_shapes(shapes, "none"), shapes)
     rms = regimes.calibrate_shapes(shapes, "rms")
     np.testing.assert_allclose(np.sqrt((rms**2).mean(axis=1)), 1.0, rtol=1e-12)
-    marginal = regimes.calibrate_shapes(shapes, "marginal")
+    buckets = rng.integers(0, 4, size=300)
+    with pytest.raises(ConfigError, match="buckets"):
+        regimes.calibrate_shapes(shapes, "marginal")
+    marginal = regimes.calibrate_shapes(shapes, "marginal", buckets)
     np.testing.assert_allclose(np.sqrt((marginal**2).mean(axis=1)), 1.0, rtol=1e-12)
     assert (np.argsort(marginal, axis=1) == np.argsort(shapes, axis=1)).all()
 
@@ -265,7 +268,9 @@ def test_shape_calibration_resets_the_rms_and_maps_onto_the_train_shapes_margina
     loaded = VolRegimes.from_dict(json.loads(json.dumps(regimes.to_dict())))
     np.testing.assert_array_equal(loaded.shape_quantiles, regimes.shape_quantiles)
     plan = plan_samples(loaded, 0, 300, seed=3, scale_draw="independent", shape_calibration="marginal")
-    np.testing.assert_allclose(plan.rescale(shapes), marginal * plan.scales[:, None], rtol=1e-12)
+    expected = regimes.calibrate_shapes(shapes, "marginal", plan.buckets) * plan.scales[:, None]
+    np.testing.assert_allclose(plan.rescale(shapes), expected, rtol=1e-12)
+    assert loaded.shape_quantiles.shape == (4, len(regimes.shape_quantiles[0]))  # one marginal per bucket
 
 
 def test_shape_calibration_settings_and_old_dicts_are_checked():
@@ -279,6 +284,6 @@ def test_shape_calibration_settings_and_old_dicts_are_checked():
     assert old.calibrate_shapes(shapes, "rms").shape == shapes.shape
     with pytest.raises(DataError, match="re-materialize diffusion_model"):
         old.calibrate_shapes(shapes, "marginal")
-    saved["shape_quantiles"] = [1.0, 0.0]
+    saved["shape_quantiles"] = [[1.0, 0.0]] * 4
     with pytest.raises(DataError, match="shape_quantiles"):
         VolRegimes.from_dict(saved)

@@ -125,9 +125,10 @@ class VolRegimes:
     # equal-count drift bins and, per bin, quantiles of those train windows' volatilities (scale_draw="drift")
     drift_edges: list[np.ndarray] | None = None
     drift_pools: list[list[np.ndarray]] | None = None
-    # normalize="window" only (else None; also for dicts written before it): SHAPE_QUANTILES quantiles of the
-    # pooled values of the train windows divided by their own volatility (shape_calibration="marginal")
-    shape_quantiles: np.ndarray | None = None
+    # normalize="window" only (else None; also for dicts written before it): per bucket, SHAPE_QUANTILES quantiles
+    # of the pooled values of its train windows divided by their own volatility (shape_calibration="marginal";
+    # per bucket because calm and wild windows differ inside too: sp500's calm windows hold the jumps)
+    shape_quantiles: np.ndarray | None = None  # (max(k, 1), SHAPE_QUANTILES)
 
     # -- fitting ---------------------------------------------------------------------------------------------
     @classmethod
@@ -154,7 +155,10 @@ class VolRegimes:
             fitted.drift_edges = [edges for edges, _ in tables]
             fitted.drift_pools = [pools for _, pools in tables]
             shapes = checked_windows(train_windows, "train_windows") / vols[:, None]
-            fitted.shape_quantiles = np.quantile(shapes, np.linspace(0.0, 1.0, SHAPE_QUANTILES))
+            grid = np.linspace(0.0, 1.0, SHAPE_QUANTILES)
+            pooled = np.quantile(shapes, grid)  # for a bucket without train windows (ties in the volatilities)
+            fitted.shape_quantiles = np.stack([np.quantile(shapes[buckets == b], grid) if counts[b] else pooled
+                                               for b in range(k)])
         return fitted
 
     # -- applying --------------------------------------------------------------------------------------------
@@ -199,11 +203,12 @@ class VolRegimes:
             scales = np.ones(int(n))
         return buckets, scales
 
-    def calibrate_shapes(self, shapes: np.ndarray, mode: str) -> np.ndarray:
+    def calibrate_shapes(self, shapes: np.ndarray, mode: str, buckets: np.ndarray | None = None) -> np.ndarray:
         """Decoded, normalised shapes (N, T) calibrated as ``mode`` says (see SHAPE_CALIBRATIONS); a copy.
 
-        Calibrate all of a series' generated shapes together (the marginal map uses the set's pooled ranks).
-        Without window normalisation (the shapes are not normalised) nothing changes.
+        ``buckets`` (N,): the bucket each shape was generated for ("marginal" maps each bucket's shapes onto that
+        bucket's train shapes; needed when k >= 2). Calibrate all of a series' generated shapes together (the map
+        uses the set's ranks within each bucket). Without window normalisation nothing changes.
         """
         check_shape_calibration(mode)
         x = np.array(checked_windows(shapes, "shapes"), dtype=np.float64)
@@ -215,12 +220,21 @@ class VolRegimes:
                                 "shape calibration existed); re-materialize diffusion_model, or set "
                                 "synthetic_series.shape_calibration='rms'.")
             x = _unit_rms(x)  # the model's RMS scatter first, so the map sees shapes as the train ones are
-            flat = x.ravel()
-            ranks = np.empty(flat.size)
-            ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
-            probabilities = (ranks + 0.5) / flat.size
-            grid = np.linspace(0.0, 1.0, len(self.shape_quantiles))
-            x = np.interp(probabilities, grid, self.shape_quantiles).reshape(x.shape)
+            table = np.atleast_2d(self.shape_quantiles)
+            if len(table) == 1:
+                rows_of = {0: np.arange(len(x))}
+            else:
+                if buckets is None or len(np.asarray(buckets).reshape(-1)) != len(x):
+                    raise ConfigError(f"shape_calibration='marginal' maps each volatility bucket's shapes onto "
+                                      f"its own train shapes: pass the {len(x)} shapes' buckets (SamplingPlan does).")
+                b = np.asarray(buckets, dtype=np.int64).reshape(-1)
+                rows_of = {int(v): np.flatnonzero(b == v) for v in np.unique(b)}
+            grid = np.linspace(0.0, 1.0, table.shape[1])
+            for bucket, rows in rows_of.items():
+                flat = x[rows].ravel()
+                ranks = np.empty(flat.size)
+                ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
+                x[rows] = np.interp((ranks + 0.5) / flat.size, grid, table[bucket]).reshape(len(rows), -1)
         return _unit_rms(x)
 
     def matched_scales(self, buckets: np.ndarray, shapes: np.ndarray, seed: int) -> np.ndarray:
@@ -263,7 +277,7 @@ class VolRegimes:
                 "drift_pools": None if self.drift_pools is None else
                 [[[float(v) for v in pool] for pool in bins] for bins in self.drift_pools],
                 "shape_quantiles": None if self.shape_quantiles is None else
-                [float(v) for v in self.shape_quantiles]}
+                [[float(v) for v in row] for row in np.atleast_2d(self.shape_quantiles)]}
 
     @classmethod
     def from_dict(cls, data: Any) -> VolRegimes:
@@ -283,7 +297,7 @@ class VolRegimes:
             pools = [np.asarray(pool, dtype=np.float64) for pool in data["pools"]]
             floor = float(data["floor"])
             drift_edges, drift_pools = _drift_tables(data.get("drift_edges"), data.get("drift_pools"), n)
-            shape_quantiles = _shape_quantiles(data.get("shape_quantiles"))
+            shape_quantiles = _shape_quantiles(data.get("shape_quantiles"), n)
         except KeyError as missing:
             raise DataError(f"volatility regimes dict lacks the field {missing}; pass what VolRegimes.to_dict() "
                             "returned, unmodified.") from None
@@ -317,13 +331,18 @@ def _unit_rms(x: np.ndarray) -> np.ndarray:
     return x / np.where(rms > 0, rms, 1.0)
 
 
-def _shape_quantiles(values: Any) -> np.ndarray | None:
+def _shape_quantiles(values: Any, n_buckets: int) -> np.ndarray | None:
     if values is None:
         return None
-    q = np.asarray(values, dtype=np.float64)
-    if q.ndim != 1 or len(q) < 2 or not np.isfinite(q).all() or np.any(np.diff(q) < 0):
-        raise DataError("volatility regimes dict has 'shape_quantiles' that are not a non-decreasing list of at "
-                        "least 2 finite numbers; pass what VolRegimes.to_dict() returned, unmodified.")
+    try:
+        q = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError):
+        q = np.zeros((0, 0))
+    if q.ndim != 2 or len(q) not in (1, n_buckets) or q.shape[1] < 2 or not np.isfinite(q).all() \
+            or np.any(np.diff(q, axis=1) < 0):
+        raise DataError(f"volatility regimes dict has 'shape_quantiles' that are not {n_buckets} non-decreasing "
+                        "lists (one per bucket) of at least 2 finite numbers; pass what VolRegimes.to_dict() "
+                        "returned, unmodified.")
     return q
 
 
@@ -466,7 +485,8 @@ class SamplingPlan:
     def rescale(self, shapes: np.ndarray) -> np.ndarray:
         """Decoded, normalised shapes (N, T) -> log returns in the series' units (decode is linear, so scaling
         after it equals decoding the scaled image: the samples stay realizable)."""
-        shapes = self.regimes.calibrate_shapes(np.asarray(shapes, dtype=np.float64), self.shape_calibration)
+        shapes = self.regimes.calibrate_shapes(np.asarray(shapes, dtype=np.float64), self.shape_calibration,
+                                               self.buckets)
         return shapes * self.scales_for(shapes)[:, None]
 
 
