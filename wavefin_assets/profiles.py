@@ -81,10 +81,10 @@ class Profile:
     # mjd unchanged. It restores the across-window part; the model's shapes still lack the within-window part
     sampling_scale_draw: str = "drift"
     # synthetic_series.shape_calibration: none | rms | marginal (wavefin_core.models.regimes.SHAPE_CALIBRATIONS).
-    # bench/results/ablation_shapes.json (600 steps, training seeds 0 / 1): "marginal" lowered sp500's
-    # discriminative score 0.248 / 0.269 -> 0.200 / 0.247 and its shape-only score 0.118 / 0.160 -> 0.051 / 0.128
-    # (GARCH-t 0.216 / 0.110); mjd within noise (0.017 / 0.036 -> 0.029 / 0.016); lag-1 ACF and leverage unchanged.
-    # "rms" alone changed nothing beyond noise
+    # bench/results/ablation_shapes.json and ablation_shapes_bucket.json (600 steps, training seeds 0 / 1):
+    # "marginal" (per volatility bucket) moved sp500's discriminative score 0.248 / 0.269 -> 0.179 / 0.259, its
+    # shape-only score 0.118 / 0.160 -> 0.037 / 0.129 (GARCH-t 0.216 / 0.110) and its facts 7 / 8 -> 9 / 9 of 13;
+    # mjd within noise (0.017 / 0.036 -> 0.025 / 0.028); lag-1 ACF unchanged. "rms" alone changed nothing
     sampling_shape_calibration: str = "marginal"
     # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
     planted_days: int = 6000

@@ -235,8 +235,9 @@ class SyntheticSeriesConfig(dg.Config):
     # (falling windows are the volatile ones). Sampling only (wavefin_core.models.regimes.SCALE_DRAWS).
     scale_draw: str = PROFILE.sampling_scale_draw
     # The decoded shapes before scaling (vol_normalize="window" models): "none"; "rms" (each set to RMS 1, as every
-    # train shape is); "marginal" (also mapped onto the train shapes' pooled distribution, the order of the values
-    # in each window kept): the quick model's shapes are near-Gaussian inside a window where sp500's are not.
+    # train shape is); "marginal" (also mapped onto the distribution of the train shapes of the same volatility
+    # bucket, the order of the values in each window kept): the quick model's shapes are near-Gaussian inside a
+    # window where sp500's are not.
     # Sampling only (wavefin_core.models.regimes.SHAPE_CALIBRATIONS).
     shape_calibration: str = PROFILE.sampling_shape_calibration
 

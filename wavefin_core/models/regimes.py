@@ -50,9 +50,9 @@ READABLE_VERSIONS = (1, 2)
 SCALE_DRAWS = ("independent", "drift")
 #: How the decoded, normalised shapes are calibrated before they are scaled (normalize="window" only): "none";
 #: "rms": each shape divided by its own RMS, as every train shape is (the model's shapes scatter around 1, which
-#: widens the mix of scales: heavier tails than the train windows'); "marginal": "rms", then a monotone map of the
-#: set's pooled values onto the train shapes' pooled distribution (ranks, hence the dependence the model made,
-#: are kept; the within-window tails become the train windows'), then "rms" again.
+#: widens the mix of scales: heavier tails than the train windows'); "marginal": "rms", then a monotone map of
+#: each bucket's generated values onto the pooled values of that bucket's train shapes (ranks, hence the
+#: dependence the model made, are kept; the within-window tails become the train windows'), then "rms" again.
 SHAPE_CALIBRATIONS = ("none", "rms", "marginal")
 #: Quantiles of the train shapes' pooled values kept for "marginal" (at probabilities linspace(0, 1, N): the
 #: extremes are the train min and max).
@@ -456,9 +456,9 @@ def sampling_plan(regimes: VolRegimes, series_index: int | None, n: int, seed: i
 #: discriminative score and mjd within noise.
 DEFAULT_SCALE_DRAW = "drift"
 #: The shape calibration of the MLflow pyfunc (synthetic_series takes the profile's, the same): see
-#: SHAPE_CALIBRATIONS. bench/results/ablation_shapes.json: "marginal" lowered sp500's discriminative score on both
-#: training seeds (0.248 / 0.269 -> 0.200 / 0.247) and its shape-only score (0.118 / 0.160 -> 0.051 / 0.128);
-#: mjd within noise. plan_samples itself defaults to "none" (the raw shapes).
+#: SHAPE_CALIBRATIONS. bench/results/ablation_shapes_bucket.json: "marginal" lowered sp500's discriminative score
+#: on both training seeds (0.248 / 0.269 -> 0.179 / 0.259) and its shape-only score (0.118 / 0.160 -> 0.037 /
+#: 0.129); mjd within noise. plan_samples itself defaults to "none" (the raw shapes).
 DEFAULT_SHAPE_CALIBRATION = "marginal"
 
 
