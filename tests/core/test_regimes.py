@@ -24,7 +24,6 @@ from wavefin_core.models.regimes import (
     plan_samples,
     realized_volatility,
     regimes_from_meta,
-    sampling_plan,
 )
 from wavefin_core.wavelets.representations import make_representation
 
@@ -81,7 +80,7 @@ def test_sampled_buckets_follow_the_train_frequencies_and_scales_come_from_their
     assert ((scales >= lower) & (scales <= upper)).all()
     same = regimes.draw(n, seed=0)
     np.testing.assert_array_equal(same[0], buckets)  # the very same seeded draw
-    labels, plan_scales = sampling_plan(regimes, 1, 10, seed=5)
+    labels = plan_samples(regimes, 1, 10, seed=5, scale_draw="independent").labels
     np.testing.assert_array_equal(labels, class_labels(1, regimes.draw(10, 5)[0], 8))
     np.testing.assert_array_equal(labels // 8, 1)
     # normalisation: windows divided by their own volatility have RMS 1; by their bucket's median, not exactly
@@ -89,7 +88,7 @@ def test_sampled_buckets_follow_the_train_frequencies_and_scales_come_from_their
     np.testing.assert_allclose(realized_volatility(prepared), 1.0, rtol=1e-12)
     off = VolRegimes.fit(train, 0)
     np.testing.assert_array_equal(off.prepare(train)[0], train)
-    assert (off.draw(5, 0)[1] == 1.0).all() and (sampling_plan(off, 2, 5, 0)[0] == 2).all()
+    assert (off.draw(5, 0)[1] == 1.0).all() and (plan_samples(off, 2, 5, 0).labels == 2).all()
 
 
 # One tiny model with the lever on: two toy series whose windows switch between a calm and a wild regime.
@@ -118,8 +117,10 @@ def test_a_conditioned_model_round_trips_with_its_regimes(conditioned, tmp_path)
         loaded = regimes_from_meta(meta, name)
         assert loaded.to_dict() == regimes[name].to_dict()
         # Same weights, seed, batch and threads: the very same computation, so bit for bit.
-        labels, scales = sampling_plan(loaded, index, 6, seed=index)
-        again = sampling_plan(regimes[name], index, 6, seed=index)
+        plan = plan_samples(loaded, index, 6, seed=index, scale_draw="independent")
+        labels, scales = plan.labels, plan.scales
+        again_plan = plan_samples(regimes[name], index, 6, seed=index, scale_draw="independent")
+        again = (again_plan.labels, again_plan.scales)
         np.testing.assert_array_equal(labels, again[0])
         np.testing.assert_array_equal(scales, again[1])
         kwargs = {"num_inference_steps": 3, "class_labels": labels, "sampler": "dpmsolver", "seed": index}
@@ -138,7 +139,8 @@ def test_a_conditioned_model_round_trips_with_its_regimes(conditioned, tmp_path)
 
 def test_projection_stays_exact_with_the_lever_on(conditioned):
     result, reps, regimes = conditioned
-    labels, scales = sampling_plan(regimes["wild"], 1, 12, seed=0)
+    plan = plan_samples(regimes["wild"], 1, 12, seed=0, scale_draw="independent")
+    labels, scales = plan.labels, plan.scales
     images = sample_diffusion(result.sampling_model, result.sample_shape, 12, sampler="dpmsolver",
                               num_inference_steps=6, train_scheduler=result.scheduler, class_labels=labels,
                               project=reps["wild"].project, batch_size=8)
@@ -218,7 +220,7 @@ def test_version_1_regimes_still_sample_independently_and_refuse_the_drift_draw(
     v1 = {k: v for k, v in regimes.to_dict().items() if not k.startswith("drift_")} | {"version": 1}
     old = VolRegimes.from_dict(v1)
     assert old.drift_edges is None
-    np.testing.assert_array_equal(plan_samples(old, 0, 8, 1, "independent").scales, sampling_plan(regimes, 0, 8, 1)[1])
+    np.testing.assert_array_equal(plan_samples(old, 0, 8, 1, "independent").scales, plan_samples(regimes, 0, 8, 1, "independent").scales)
     with pytest.raises(DataError, match="format version 1.*re-materialize diffusion_model.*scale_draw='independent'"):
         plan_samples(old, 0, 8, 1)  # the default draw is "drift"
 

@@ -441,15 +441,6 @@ def encode_training_windows(windows: dict[str, np.ndarray], representations: dic
     return np.concatenate(images), np.concatenate(labels), regimes
 
 
-def sampling_plan(regimes: VolRegimes, series_index: int | None, n: int, seed: int
-                  ) -> tuple[np.ndarray | None, np.ndarray]:
-    """(class label per sample or None for an unconditional model, scale per sample) for ``n`` samples of one
-    series: buckets drawn from its train frequencies (seeded), scales as its normalisation says (1 without),
-    drawn independently of the shapes (the drift draw needs them: use :func:`plan_samples`)."""
-    plan = plan_samples(regimes, series_index, n, seed, "independent")
-    return plan.labels, plan.scales
-
-
 #: The scale draw of :func:`plan_samples` unless told (see SCALE_DRAWS). bench/results/ablation_leverage.json
 #: (quick profile, CPU, 600 steps, training seeds 0 and 1): on the same generated shapes, sp500's leverage (mean
 #: over 20 scale draws) -0.021 / -0.017 independent, -0.031 / -0.030 drift (real test -0.084); the
