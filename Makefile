@@ -29,9 +29,11 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m wavefin_assets.run_all
 
-## The whole test suite (CPU only, a few minutes).
+## The whole test suite (CPU only, ~4 min on 2 cores): pytest-xdist runs it in TEST_WORKERS processes (each builds
+## its own session fixtures, e.g. the tiny end-to-end pipeline); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 ## Dagster UI on http://127.0.0.1:3000 (after the same start-up clean-up as `make run`), through `dg dev`: the
 ## project is read from [tool.dg] in pyproject.toml; the webserver and the daemon (schedules, sensors) run together.
