@@ -62,6 +62,12 @@ def assert_generation_metrics_schema(doc: dict, series: list[str], *, min_window
             assert 0.0 <= d["mean"] <= 0.5 and d["seeds"] >= 1, (name, gen)
             shape = e["discriminative_score_shape"]  # the same classifier, each window / its own std
             assert 0.0 <= shape["mean"] <= 0.5 and shape["seeds"] == d["seeds"], (name, gen)
+            if gen != "wavefin":  # how wavefin stands against it, per score, by the paired seed differences
+                vs = e["vs_wavefin"]["discriminative_score"]
+                assert vs["paired"] is True and vs["noise"] >= 0, (name, gen)
+                assert vs["outcome"] in ("wavefin closer", "within noise", "wavefin further")
+                assert vs["difference"] == pytest.approx(d["mean"] - section["generators"]["wavefin"][
+                    "discriminative_score"]["mean"], abs=1e-12)
             for key in ("mean", "std", "real_mean", "real_std"):
                 assert isinstance(p[key], float) and p[key] >= 0, (name, gen, key)
             assert isinstance(p["seeds"], int)
@@ -155,6 +161,38 @@ def test_generation_metrics_json_follows_the_schema(generation_report) -> None:
     assert flat["daily.wavefin.discriminative_mean"] == daily["wavefin"]["discriminative_score"]["mean"]
     assert flat["sampler.dpmsolver.seconds_per_1000"] == 12.5
     assert all(isinstance(v, float) for v in flat.values())
+
+
+def _score(values: list[float], n_test: int = 200) -> dict:
+    v = np.asarray(values)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)), "seeds": v.size, "values": list(values),
+            "n_test": n_test}
+
+
+def test_generation_verdict_pairs_the_classifier_seeds() -> None:
+    """Known answers. Seed s holds out the same real windows for every generator, so its scores move together:
+    here GARCH is wavefin + 0.05 on every seed while the seeds spread by +-0.12. Paired, that is a clear
+    difference (the per-seed differences barely vary); unpaired, the spread of the seeds would hide it."""
+    from wavefin_core.evaluation.reports import _comparisons, _verdict
+
+    wavefin = [0.10, 0.30, 0.05, 0.40, 0.20]
+    gens = {"wavefin": {"discriminative_score": _score(wavefin)},
+            "garch_t": {"discriminative_score": _score([v + 0.05 + 0.001 * i for i, v in enumerate(wavefin)])},
+            "iid_gaussian": {"discriminative_score": _score([v + 0.01 * (-1) ** i for i, v in enumerate(wavefin)])},
+            # scored on another held-out size: not paired, the unpaired standard error applies
+            "block_bootstrap": {"discriminative_score": _score([v + 0.05 for v in wavefin], n_test=100)},
+            "real_train": {"discriminative_score": _score([v - 0.02 for v in wavefin])}}
+    _comparisons(gens)
+    garch = gens["garch_t"]["vs_wavefin"]["discriminative_score"]
+    assert garch["paired"] and garch["outcome"] == "wavefin closer"
+    assert garch["difference"] == pytest.approx(0.052) and garch["noise"] < 0.01
+    assert gens["iid_gaussian"]["vs_wavefin"]["discriminative_score"]["outcome"] == "within noise"
+    bootstrap = gens["block_bootstrap"]["vs_wavefin"]["discriminative_score"]
+    assert not bootstrap["paired"] and bootstrap["outcome"] == "within noise" and bootstrap["noise"] > 0.1
+    assert "vs_wavefin" not in gens["wavefin"]
+    text = _verdict("daily", gens)
+    assert "closer to real than garch_t" in text and "within noise of iid_gaussian, block_bootstrap" in text
+    assert "+0.020 from the floor" in text  # the floor too is compared seed by seed (wavefin 0.02 above it)
 
 
 def test_generation_metrics_nulls_say_why() -> None:

@@ -117,8 +117,8 @@ METRICS_SCHEMA = "wavefin.generation.metrics/1"
 # The samplers table: config name -> (label, number of denoising steps), the issue's three on the same model.
 SAMPLERS: dict[str, tuple[str, int]] = {"ddpm": ("DDPM", 1000), "ddim": ("DDIM", 50),
                                         "dpmsolver": ("DPM-Solver++", 20)}
-# Two discriminative scores differ "beyond noise" when their means are more than this many standard errors
-# (sqrt(std_a^2 / seeds + std_b^2 / seeds)) apart.
+# Two discriminative scores differ "beyond noise" when their means are more than this many standard errors of
+# the difference apart (of the per-seed differences when the seeds are paired: _compare).
 NOISE_STANDARD_ERRORS = 2.0
 FLOOR = "real_train"
 GENERATION_FIGURE_DPI = 72  # ~7 figures per series, also inlined into Dagster metadata: keep them small
@@ -293,27 +293,74 @@ def evaluate_series(
         "n_train_returns": int(train.size),
         "generators": generators,
     }
+    _comparisons(generators)
     section["verdict"] = _verdict(data.name, generators)
     return section, windows
 
 
-def _disc(entry: dict[str, Any], key: str = "discriminative_score") -> tuple[float, float, int] | None:
+@dataclass(frozen=True)
+class _Score:
+    """One generator's discriminative score as the verdict reads it: mean, std (ddof 1) and the per-seed values."""
+
+    mean: float
+    std: float
+    seeds: int
+    values: tuple[float, ...]
+    n_test: int | None
+
+
+def _disc(entry: dict[str, Any], key: str = "discriminative_score") -> _Score | None:
     d = entry.get(key) or {}
     if d.get("mean") is None or not math.isfinite(d["mean"]):
         return None
-    return float(d["mean"]), float(d.get("std") or 0.0), max(int(d.get("seeds") or 1), 1)
+    values = tuple(float(v) for v in (d.get("values") or ()))
+    return _Score(float(d["mean"]), float(d.get("std") or 0.0), max(int(d.get("seeds") or 1), 1), values,
+                  d.get("n_test"))
 
 
-def _compare(a: tuple[float, float, int], b: tuple[float, float, int]) -> tuple[float, float]:
-    """(b_mean - a_mean, its noise threshold): NOISE_STANDARD_ERRORS standard errors of the difference."""
-    se = math.sqrt(a[1] ** 2 / a[2] + b[1] ** 2 / b[2])
-    return b[0] - a[0], NOISE_STANDARD_ERRORS * se
+def _compare(a: _Score, b: _Score) -> tuple[float, float, bool]:
+    """(b.mean - a.mean, its noise threshold, paired): the threshold is NOISE_STANDARD_ERRORS standard errors of
+    the difference.
+
+    Paired when both were scored on the same classifier seeds with the same held-out size (every score of one
+    report is: seed s holds out the same block of real test windows and starts the classifier from the same
+    weights for every generator), so the standard error is that of the per-seed differences: which real windows
+    were held out moves every generator's score of a seed together (sp500: +-0.1), and pairing cancels it.
+    Otherwise the unpaired sqrt(std_a^2 / seeds_a + std_b^2 / seeds_b)."""
+    if len(a.values) == len(b.values) >= 2 and a.n_test == b.n_test:
+        diff = np.subtract(b.values, a.values)
+        return float(diff.mean()), NOISE_STANDARD_ERRORS * float(diff.std(ddof=1)) / math.sqrt(diff.size), True
+    se = math.sqrt(a.std ** 2 / a.seeds + b.std ** 2 / b.seeds)
+    return b.mean - a.mean, NOISE_STANDARD_ERRORS * se, False
+
+
+def _outcome(diff: float, noise: float) -> str:
+    """Where wavefin stands against a generator whose score is ``diff`` above wavefin's."""
+    return "wavefin closer" if diff > noise else "wavefin further" if diff < -noise else "within noise"
+
+
+def _comparisons(generators: dict[str, Any]) -> None:
+    """Adds ``vs_wavefin`` to every other scored generator's entry (in place): per discriminative score, its mean
+    minus wavefin's (positive: wavefin is harder to tell from real), the noise threshold, whether the seeds were
+    paired, and the outcome."""
+    for name, entry in generators.items():
+        if name == "wavefin":
+            continue
+        out = {}
+        for key in ("discriminative_score", "discriminative_score_shape"):
+            w, g = _disc(generators["wavefin"], key), _disc(entry, key)
+            if w is None or g is None:
+                continue
+            diff, noise, paired = _compare(w, g)
+            out[key] = {"difference": diff, "noise": noise, "paired": paired, "outcome": _outcome(diff, noise)}
+        if out:
+            entry["vs_wavefin"] = out
 
 
 def _verdict(series: str, generators: dict[str, Any]) -> str:
     """Is wavefin closer to the real test data than each classical generator, by the discriminative score and its
-    seed noise, and where is the floor? Then the same for the shape-only score (each window divided by its own
-    std), where one was computed."""
+    seed noise (paired per classifier seed, see :func:`_compare`), and where is the floor? Then the same for the
+    shape-only score (each window divided by its own std), where one was computed."""
     w = _disc(generators["wavefin"])
     if w is None:
         return f"{series}: no verdict (wavefin's discriminative score is unavailable)."
@@ -326,7 +373,8 @@ def _verdict(series: str, generators: dict[str, Any]) -> str:
 
 def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
     w = _disc(generators["wavefin"], key)
-    closer, within, further, missing = [], [], [], []
+    groups: dict[str, list[str]] = {"wavefin closer": [], "within noise": [], "wavefin further": []}
+    missing, pairings = [], set()
     for name, entry in generators.items():
         if name in ("wavefin", FLOOR):
             continue
@@ -334,9 +382,11 @@ def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
         if g is None:
             missing.append(name)
             continue
-        diff, noise = _compare(w, g)
-        (closer if diff > noise else further if diff < -noise else within).append(name)
-    parts = [f"{label} is {w[0]:.3f} ± {w[1]:.3f}",
+        diff, noise, paired = _compare(w, g)
+        groups[_outcome(diff, noise)].append(name)
+        pairings.add(paired)
+    closer, within, further = groups["wavefin closer"], groups["within noise"], groups["wavefin further"]
+    parts = [f"{label} is {w.mean:.3f} ± {w.std:.3f}",
              "closer to real than " + (", ".join(closer) if closer else "none of the classical generators")]
     if within:
         parts.append("within noise of " + ", ".join(within))
@@ -348,11 +398,13 @@ def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
     if floor is None:
         tail = "floor unavailable"
     else:
-        diff, noise = _compare(floor, w)
+        diff, noise, _ = _compare(floor, w)
         where = ("within noise of the floor" if abs(diff) <= noise else
                  f"{diff:+.3f} from the floor")
-        tail = f"floor (real train windows) {floor[0]:.3f} ± {floor[1]:.3f}; wavefin is {where}"
-    return "; ".join(parts) + ". " + tail[0].upper() + tail[1:] + "."
+        tail = f"floor (real train windows) {floor.mean:.3f} ± {floor.std:.3f}; wavefin is {where}"
+    how = (" (per-seed paired differences)" if pairings == {True} else
+           " (unpaired: the seeds differ)" if pairings == {False} else "")
+    return "; ".join(parts) + how + ". " + tail[0].upper() + tail[1:] + "."
 
 
 def _sampler_section(samplers: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
@@ -439,7 +491,11 @@ def build_generation_metrics(sections: dict[str, dict[str, Any]], samplers: dict
             "tsgbench": "mdd, acd, sd, kd with TSGBench's definitions (wavefin_core.evaluation.tsgbench)",
             "facts": "reproduced = present in the real data and within the stated tolerance "
                      "(wavefin_core.evaluation.facts.FACT_TOLERANCES)",
-            "verdict": f"differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise count",
+            "verdict": f"differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise count; "
+                       "the standard error is that of the per-seed differences (seed s holds out the same real "
+                       "windows for every generator), unpaired only where the seeds differ",
+            "vs_wavefin": "per generator and discriminative score: its mean minus wavefin's (positive: wavefin "
+                          "is harder to tell from real), the noise threshold, paired, and the outcome",
             "overlapping_windows": _OVERLAP_NOTE,
             "augmentation": "does synthetic data help a forecaster: the same 1-D CNN trained on real train examples "
                             "only (A) and on them plus generated windows (B), same seeds and optimizer steps, "
