@@ -129,7 +129,7 @@ def test_generation_report_has_one_section_per_series_and_every_generator(genera
     for gen in ("**wavefin**", "garch_t", "gjr_garch_t", "block_bootstrap", "mjd_fit", "iid_gaussian",
                 "real_train (floor)"):
         assert len(re.findall(rf"^\| {re.escape(gen)} \|", md, re.M)) == 2, gen  # one score row per series
-    for needle in ("discriminative (CNN, 2 seeds)", "TSTR MAE", "| MDD | ACD | SD | KD |", "hill_tail_index",
+    for needle in ("discriminative (CNN, 2 seeds)", "its mean − wavefin's (noise threshold)", "TSTR MAE", "| MDD | ACD | SD | KD |", "hill_tail_index",
                    "DPM-Solver++(20)", "DDPM(1000)", "not measured in this run", "metrics.json"):
         assert needle in md, needle
     assert any("daily: scored garch_t" in line for line in lines)  # progress lines
