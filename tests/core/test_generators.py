@@ -109,6 +109,19 @@ def test_real_train_windows_are_contiguous_train_slices(gaussian_train: np.ndarr
     starts = [np.flatnonzero(windows[:, 0] == row[0])[0] for row in x]
     np.testing.assert_array_equal(x, windows[starts])
     assert len(set(starts)) == 25  # without replacement while enough windows exist
+    assert starts == sorted(starts)  # in time order: the discriminative score's purge needs it (below)
+
+
+def test_the_floor_keeps_the_discriminative_purge(gaussian_train: np.ndarray) -> None:
+    """Real train windows overlap; in time order a held-out block of them shares values with few other rows, so
+    the score's purge can drop those and the floor is not inflated by windows the classifier has seen."""
+    from wavefin_core.evaluation.discriminative import posthoc_discriminative_score
+
+    real = np.lib.stride_tricks.sliding_window_view(gaussian_train[:600], 32)
+    # 400 windows of 32 from 2,369 starts: neighbours overlap (in random order 290 training rows kept shared values)
+    floor = fit_generator("real_train", gaussian_train[600:]).sample(400, 32, seed=0)
+    score = posthoc_discriminative_score(real, floor, seeds=2, steps=5)
+    assert score["n_train_sharing_values"] == 0
 
 
 def test_fit_errors_name_the_series_and_the_fix(gaussian_train: np.ndarray) -> None:

@@ -153,6 +153,11 @@ def test_generation_metrics_json_follows_the_schema(generation_report) -> None:
     assert daily["wavefin"]["facts"]["excess_kurtosis"]["reproduced"] is False
     assert daily["wavefin"]["facts"]["excess_kurtosis"]["real"] > 1
     assert daily["wavefin"]["kd"] > 1.0
+    # the floor's windows come in time order, so the score's purge holds (no upper-bound mark); the bootstrap's may not
+    for name in ("daily", "minute"):
+        for gen, e in doc["series"][name]["generators"].items():
+            assert isinstance(e["discriminative_score"]["n_train_sharing_values"], int), gen
+        assert doc["series"][name]["generators"]["real_train"]["discriminative_score"]["n_train_sharing_values"] == 0
     # each series in its own units: the TSTR MAEs of "minute" are ~100x smaller than those of "daily"
     minute = doc["series"]["minute"]["generators"]
     assert minute["real_train"]["predictive_score"]["real_mean"] < daily["real_train"]["predictive_score"][

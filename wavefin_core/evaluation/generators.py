@@ -316,7 +316,15 @@ class IidGaussian(Generator):
 
 
 class RealTrain(Generator):
-    """Random stride-1 windows of the train returns (without replacement while there are enough): the floor."""
+    """Random stride-1 windows of the train returns (without replacement while there are enough), in time order:
+    the floor.
+
+    Why time order: the discriminative score holds out a contiguous block of each set's rows and drops the
+    training rows that share a value with it (overlapping windows would otherwise let the classifier recognise
+    held-out windows it has effectively seen). In random order the held-out block's windows overlap windows all
+    over the set, the purge would leave too few rows and is skipped, and the floor came out too high (mjd, quick
+    profile: 0.036 in random order with 334 training rows sharing values, 0.029 in time order with none).
+    """
 
     name = "real_train"
     description = "random stride-1 windows of the real train returns (the floor)"
@@ -334,7 +342,7 @@ class RealTrain(Generator):
                             f"train returns, got {self._y.size}.")
         windows = np.lib.stride_tricks.sliding_window_view(self._y, length)
         rng = np.random.default_rng(seed)
-        rows = rng.choice(windows.shape[0], n, replace=n > windows.shape[0])
+        rows = np.sort(rng.choice(windows.shape[0], n, replace=n > windows.shape[0]))
         return np.ascontiguousarray(windows[rows])
 
 
