@@ -180,3 +180,18 @@ def test_every_self_contained_forecaster_is_found_and_gradient_boosting_is_not(t
         "scalogram_cnn": "classifier", "lstm": "sequence", "cnn1d": "conv1d", "logistic": "logistic",
         "ridge": "ridge", "arima": "arima"}
     assert sorted(found["arima"][1]) == ["arima_mjd", "arima_sp500"]
+
+
+def test_loading_the_pyfuncs_prints_no_mlflow_type_hint_warning() -> None:
+    """Every load of a logged model runs its module; MLflow warned "Add type hints to the `predict` method" each
+    time (9 times in one `make run`). The DataFrame hint silences it without giving MLflow a schema to enforce."""
+    import subprocess
+    import sys
+
+    probe = ("import warnings\n"
+             "with warnings.catch_warnings(record=True) as caught:\n"
+             "    warnings.simplefilter('always')\n"
+             "    import wavefin_assets.mlflow_models.diffusion, wavefin_assets.mlflow_models.forecaster\n"
+             "print([str(w.message) for w in caught if 'type hints to the' in str(w.message)])\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -37,7 +37,9 @@ class WavefinDiffusion(mlflow.pyfunc.PythonModel):
         self.shape = tuple(self.meta["sample_shape"])
         self.series = list(self.meta.get("series") or [])
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
+    # `pd.DataFrame` is a hint MLflow reads no schema from (its type_hints_no_signature_inference): no validation
+    # or conversion of the input, as without hints, and no "Add type hints" warning on every load.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         from wavefin_core.models import sample_diffusion
         from wavefin_core.models.regimes import (
             DEFAULT_SCALE_DRAW,

@@ -24,6 +24,7 @@ from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 from mlflow.models import set_model
 
 
@@ -62,7 +63,9 @@ class WavefinForecaster(mlflow.pyfunc.PythonModel):
         else:
             raise ValueError(f"model {self.name!r}: unknown loader {self.loader!r} in its model_config")
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
+    # `pd.DataFrame` is a hint MLflow reads no schema from (its type_hints_no_signature_inference): no validation
+    # or conversion of the input, as without hints, and no "Add type hints" warning on every load.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         if self.loader == "arima":
             return self._arima(model_input)
         x = np.asarray(model_input.to_numpy() if hasattr(model_input, "to_numpy") else model_input)
