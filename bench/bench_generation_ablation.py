@@ -644,7 +644,33 @@ def paired_differences(document: dict[str, Any]) -> list[dict[str, Any]]:
                         "std": float(d.std(ddof=1)) if d.size > 1 else None, "first_better": int((d < 0).sum()),
                         "per_train_seed": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())},
                         "values": [float(v) for v in d]})
-    return out + scale_draw_differences(rows)
+    return out + scale_draw_differences(rows) + reference_differences(rows)
+
+
+def reference_differences(rows: dict[tuple, dict[str, Any]], reference: str = "garch_t") -> list[dict[str, Any]]:
+    """Every lever minus GARCH-t (the issue's yardstick), matched on the classifier seed and pooled over the lever's
+    training seeds (rows named "..., seed N"; a row without a seed suffix is its own group). Negative = the lever
+    is harder to tell from real than GARCH-t. Only rows scored with the reference's classifier seeds and held-out
+    size are paired (a --merge of runs of one code base and settings)."""
+    groups: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for (lever, series), row in rows.items():
+        ref = rows.get((reference, series))
+        if lever in REFERENCES or ref is None or len(row["disc_values"]) != len(ref["disc_values"]) \
+                or row.get("n_windows") != ref.get("n_windows"):
+            continue
+        name, _, seed = lever.rpartition(", seed ")
+        key, train_seed = ((name, series), int(seed)) if name and seed.isdigit() else ((lever, series), 0)
+        groups.setdefault(key, {})[train_seed] = [x - y for x, y in zip(row["disc_values"], ref["disc_values"],
+                                                                         strict=True)]
+    out = []
+    for (name, series), by_seed in groups.items():
+        d = np.asarray([v for seed in sorted(by_seed) for v in by_seed[seed]])
+        out.append({"comparison": f"{name} - {reference}", "fixed": f"{len(by_seed)} training seed(s)",
+                    "series": series, "n": int(d.size), "mean": float(d.mean()),
+                    "std": float(d.std(ddof=1)) if d.size > 1 else None, "first_better": int((d < 0).sum()),
+                    "per_train_seed": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())},
+                    "values": [float(v) for v in d]})
+    return out
 
 
 def scale_draw_differences(rows: dict[tuple, dict[str, Any]]) -> list[dict[str, Any]]:
