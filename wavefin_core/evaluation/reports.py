@@ -364,8 +364,9 @@ def _comparisons(generators: dict[str, Any]) -> None:
 
 def _verdict(series: str, generators: dict[str, Any]) -> str:
     """Is wavefin closer to the real test data than each classical generator, by the discriminative score and its
-    seed noise (paired per classifier seed, see :func:`_compare`), and where is the floor? Then the same for the
-    shape-only score (each window divided by its own std), where one was computed."""
+    seed noise (paired per classifier seed), and where is the floor? Then the same for the shape-only score (each
+    window divided by its own std), where one was computed. Reads the ``vs_wavefin`` entries of
+    :func:`_comparisons`."""
     w = _disc(generators["wavefin"])
     if w is None:
         return f"{series}: no verdict (wavefin's discriminative score is unavailable)."
@@ -383,13 +384,12 @@ def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
     for name, entry in generators.items():
         if name in ("wavefin", FLOOR):
             continue
-        g = _disc(entry, key)
-        if g is None:
+        vs = (entry.get("vs_wavefin") or {}).get(key)
+        if vs is None:
             missing.append(name)
             continue
-        diff, noise, paired = _compare(w, g)
-        groups[_outcome(diff, noise)].append(name)
-        pairings.add(paired)
+        groups[vs["outcome"]].append(name)
+        pairings.add(vs["paired"])
     closer, within, further = groups["wavefin closer"], groups["within noise"], groups["wavefin further"]
     parts = [f"{label} is {w.mean:.3f} ± {w.std:.3f}",
              "closer to real than " + (", ".join(closer) if closer else "none of the classical generators")]
@@ -400,12 +400,12 @@ def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
     if missing:
         parts.append("not compared with " + ", ".join(missing) + " (unavailable)")
     floor = _disc(generators.get(FLOOR, {}), key)
-    if floor is None:
+    vs_floor = (generators.get(FLOOR, {}).get("vs_wavefin") or {}).get(key)
+    if floor is None or vs_floor is None:
         tail = "floor unavailable"
     else:
-        diff, noise, _ = _compare(floor, w)
-        where = ("within noise of the floor" if abs(diff) <= noise else
-                 f"{diff:+.3f} from the floor")
+        where = ("within noise of the floor" if vs_floor["outcome"] == "within noise" else
+                 f"{-vs_floor['difference']:+.3f} from the floor")
         tail = f"floor (real train windows) {floor.mean:.3f} ± {floor.std:.3f}; wavefin is {where}"
     how = (" (per-seed paired differences)" if pairings == {True} else
            " (unpaired: the seeds differ)" if pairings == {False} else "")
