@@ -32,6 +32,26 @@ def test_overlapping_stride1_windows_do_not_leak_into_the_held_out_part() -> Non
     assert out["n_train_sharing_values"] == 0 and out["n_train"] < 1600  # the neighbours were dropped
 
 
+def test_long_windows_over_a_short_period_hold_out_an_end_block_and_keep_the_purge() -> None:
+    """253 stride-1 windows of 128 (the full profile's sp500 is 499 of 256): a held-out block of 51 in the middle
+    shares values with 127 rows on each side, too many to drop, and the purge used to be skipped (a leak). The
+    block moves to the nearer end, where the purge reaches one side only; short windows keep the seeded block."""
+    from wavefin_core.evaluation.discriminative import _block_split
+
+    long = np.lib.stride_tricks.sliding_window_view(np.random.default_rng(0).standard_normal(380), 128)
+    short = np.lib.stride_tricks.sliding_window_view(np.random.default_rng(1).standard_normal(380), 16)
+    for seed in range(6):
+        train, test, shared = _block_split(long, 51, np.random.default_rng(seed))
+        assert shared == 0 and test[0] in (0, len(long) - 51), seed
+        assert not np.isin(long[train], long[test]).any() and len(train) >= (len(long) - 51) // 4
+        seeded = int(np.random.default_rng(seed).integers(0, len(short) - 73 + 1))
+        train, test, shared = _block_split(short, 73, np.random.default_rng(seed))
+        assert shared == 0 and test[0] == seeded  # the seeded position whenever its purge holds
+    replayed = np.tile(long[:3], (40, 1))  # the same values in every row: no position can purge, as before
+    train, test, shared = _block_split(replayed, 24, np.random.default_rng(0))
+    assert shared == len(train) == len(replayed) - 24
+
+
 def test_detects_a_scale_difference_and_repeats_exactly() -> None:
     rng = np.random.default_rng(1)
     a, b = rng.standard_normal((400, 64)), 2.0 * rng.standard_normal((600, 64))

@@ -129,19 +129,25 @@ def _block_split(w: np.ndarray, n_test: int, rng: np.random.Generator) -> tuple[
     Why: real windows cut at stride 1 share 63 of 64 values with their neighbours, and a classifier memorises
     specific values (a crash day sits in 64 windows), so a random split lets it recognise held-out windows it
     has effectively seen: i.i.d. Student-t windows at stride 1 scored 0.49 against an independent copy of
-    themselves with a random split. The purge makes held-out windows new to the classifier. If it would leave
-    fewer than a quarter of the other rows (windows that replay the same values all over, e.g. a block
-    bootstrap), it is skipped and the count of shared rows is reported instead.
+    themselves with a random split. The purge makes held-out windows new to the classifier. It must leave at
+    least a quarter of the other rows. Long windows over a short period (the full profile's sp500: 499 test
+    windows of 256) cannot afford a block in the middle, whose purge reaches T - 1 rows on both sides; the block
+    then moves to the nearer end of the rows that keeps the purge (it reaches one side only). If no position
+    does (windows that replay the same values all over, e.g. a block bootstrap), the purge is skipped at the
+    seeded position and the count of shared rows is reported instead.
     Returns (train rows, held-out rows, number of training rows left sharing values with held-out rows).
     """
-    start = int(rng.integers(0, w.shape[0] - n_test + 1))
-    test = np.arange(start, start + n_test)
-    rest = np.r_[np.arange(start), np.arange(start + n_test, w.shape[0])]
-    shares = np.isin(w[rest], np.unique(w[test])).any(axis=1)
-    n_shared = int(shares.sum())
-    if rest.size - n_shared >= max(2, rest.size // 4):
-        return rest[~shares], test, 0
-    return rest, test, n_shared
+    seeded = int(rng.integers(0, w.shape[0] - n_test + 1))
+    ends = sorted((0, w.shape[0] - n_test), key=lambda end: abs(end - seeded))
+    fallback = None
+    for start in dict.fromkeys((seeded, *ends)):
+        test = np.arange(start, start + n_test)
+        rest = np.r_[np.arange(start), np.arange(start + n_test, w.shape[0])]
+        shares = np.isin(w[rest], np.unique(w[test])).any(axis=1)
+        if rest.size - int(shares.sum()) >= max(2, rest.size // 4):
+            return rest[~shares], test, 0
+        fallback = fallback or (rest, test, int(shares.sum()))
+    return fallback
 
 
 # ------------------------------------------------------------------------------------------ grouped training
