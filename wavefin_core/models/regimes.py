@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from wavefin_core.errors import ConfigError, DataError
+from wavefin_core.models.leverage import LeverageFit, fit_leverage, leverage_curve, modulate
 from wavefin_core.wavelets.representations import checked_windows
 
 NORMALIZATIONS = ("none", "window", "bucket")
@@ -53,7 +54,9 @@ SCALE_DRAWS = ("independent", "drift")
 #: widens the mix of scales: heavier tails than the train windows'); "marginal": "rms", then a monotone map of
 #: each bucket's generated values onto the pooled values of that bucket's train shapes (ranks, hence the
 #: dependence the model made, are kept; the within-window tails become the train windows'), then "rms" again.
-SHAPE_CALIBRATIONS = ("none", "rms", "marginal")
+#: "marginal_leverage": "marginal" after the within-window leverage modulation fitted to the train shapes'
+#: leverage curve (wavefin_core.models.leverage).
+SHAPE_CALIBRATIONS = ("none", "rms", "marginal", "marginal_leverage")
 #: Quantiles of the train shapes' pooled values kept for "marginal" (at probabilities linspace(0, 1, N): the
 #: extremes are the train min and max).
 SHAPE_QUANTILES = 1025
@@ -129,6 +132,9 @@ class VolRegimes:
     # of the pooled values of its train windows divided by their own volatility (shape_calibration="marginal";
     # per bucket because calm and wild windows differ inside too: sp500's calm windows hold the jumps)
     shape_quantiles: np.ndarray | None = None  # (max(k, 1), SHAPE_QUANTILES)
+    # normalize="window" only (else None; also for dicts written before it): the train shapes' within-window
+    # leverage curve corr(z_t, z^2_{t+k}), k = 1..LEVERAGE_LAGS (shape_calibration="marginal_leverage")
+    shape_leverage: np.ndarray | None = None
 
     # -- fitting ---------------------------------------------------------------------------------------------
     @classmethod
@@ -159,6 +165,7 @@ class VolRegimes:
             pooled = np.quantile(shapes, grid)  # for a bucket without train windows (ties in the volatilities)
             fitted.shape_quantiles = np.stack([np.quantile(shapes[buckets == b], grid) if counts[b] else pooled
                                                for b in range(k)])
+            fitted.shape_leverage = leverage_curve(shapes)
         return fitted
 
     # -- applying --------------------------------------------------------------------------------------------
@@ -210,32 +217,61 @@ class VolRegimes:
         bucket's train shapes; needed when k >= 2). Calibrate all of a series' generated shapes together (the map
         uses the set's ranks within each bucket). Without window normalisation nothing changes.
         """
+        return self.calibrate_shapes_with_fit(shapes, mode, buckets)[0]
+
+    def calibrate_shapes_with_fit(self, shapes: np.ndarray, mode: str, buckets: np.ndarray | None = None
+                                  ) -> tuple[np.ndarray, LeverageFit | None]:
+        """:meth:`calibrate_shapes` and, for "marginal_leverage", the fitted modulation (else None)."""
         check_shape_calibration(mode)
         x = np.array(checked_windows(shapes, "shapes"), dtype=np.float64)
         if mode == "none" or self.normalize != "window" or x.size == 0:
-            return x
+            return x, None
+        if mode == "rms":
+            return _unit_rms(x), None
+        rows_of = self._bucket_rows(len(x), mode, buckets)
+        x = _unit_rms(x)  # the model's RMS scatter first, so the map sees shapes as the train ones are
         if mode == "marginal":
-            if self.shape_quantiles is None:
-                raise DataError("this model's volatility regimes have no train shape quantiles (saved before "
-                                "shape calibration existed); re-materialize diffusion_model, or set "
-                                "synthetic_series.shape_calibration='rms'.")
-            x = _unit_rms(x)  # the model's RMS scatter first, so the map sees shapes as the train ones are
-            table = np.atleast_2d(self.shape_quantiles)
-            if len(table) == 1:
-                rows_of = {0: np.arange(len(x))}
-            else:
-                if buckets is None or len(np.asarray(buckets).reshape(-1)) != len(x):
-                    raise ConfigError(f"shape_calibration='marginal' maps each volatility bucket's shapes onto "
-                                      f"its own train shapes: pass the {len(x)} shapes' buckets (SamplingPlan does).")
-                b = np.asarray(buckets, dtype=np.int64).reshape(-1)
-                rows_of = {int(v): np.flatnonzero(b == v) for v in np.unique(b)}
-            grid = np.linspace(0.0, 1.0, table.shape[1])
-            for bucket, rows in rows_of.items():
-                flat = x[rows].ravel()
-                ranks = np.empty(flat.size)
-                ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
-                x[rows] = np.interp((ranks + 0.5) / flat.size, grid, table[bucket]).reshape(len(rows), -1)
-        return _unit_rms(x)
+            return self._marginal(x, rows_of), None
+        if self.shape_leverage is None:
+            raise DataError("this model's volatility regimes have no train leverage curve (saved before leverage "
+                            "calibration existed); re-materialize diffusion_model, or set "
+                            "synthetic_series.shape_calibration='marginal'.")
+        bucket_of = np.zeros(len(x), dtype=np.int64)
+        for bucket, rows in rows_of.items():
+            bucket_of[rows] = bucket
+
+        def finish(first_rows: np.ndarray) -> np.ndarray:  # the marginal map of the first len(first_rows) shapes
+            head = bucket_of[:len(first_rows)]
+            return self._marginal(first_rows, {int(b): np.flatnonzero(head == b) for b in np.unique(head)})
+
+        fit = fit_leverage(x, self.shape_leverage, finish)
+        return self._marginal(modulate(x, fit.theta, fit.memory), rows_of), fit
+
+    def _bucket_rows(self, n: int, mode: str, buckets: np.ndarray | None) -> dict[int, np.ndarray]:
+        """Which rows each bucket's marginal map takes (all rows when the model has one bucket)."""
+        if self.shape_quantiles is None:
+            raise DataError("this model's volatility regimes have no train shape quantiles (saved before "
+                            "shape calibration existed); re-materialize diffusion_model, or set "
+                            "synthetic_series.shape_calibration='rms'.")
+        if len(np.atleast_2d(self.shape_quantiles)) == 1:
+            return {0: np.arange(n)}
+        if buckets is None or len(np.asarray(buckets).reshape(-1)) != n:
+            raise ConfigError(f"shape_calibration={mode!r} maps each volatility bucket's shapes onto its own train "
+                              f"shapes: pass the {n} shapes' buckets (SamplingPlan does).")
+        b = np.asarray(buckets, dtype=np.int64).reshape(-1)
+        return {int(v): np.flatnonzero(b == v) for v in np.unique(b)}
+
+    def _marginal(self, x: np.ndarray, rows_of: dict[int, np.ndarray]) -> np.ndarray:
+        """Each bucket's values mapped monotonically onto its train shapes' quantiles, then RMS 1; a copy."""
+        out = np.array(x, dtype=np.float64)
+        table = np.atleast_2d(self.shape_quantiles)
+        grid = np.linspace(0.0, 1.0, table.shape[1])
+        for bucket, rows in rows_of.items():
+            flat = out[rows].ravel()
+            ranks = np.empty(flat.size)
+            ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
+            out[rows] = np.interp((ranks + 0.5) / flat.size, grid, table[bucket]).reshape(len(rows), -1)
+        return _unit_rms(out)
 
     def matched_scales(self, buckets: np.ndarray, shapes: np.ndarray, seed: int) -> np.ndarray:
         """A scale per generated shape (normalize="window"): an empirical draw from the train windows of its
@@ -277,7 +313,8 @@ class VolRegimes:
                 "drift_pools": None if self.drift_pools is None else
                 [[[float(v) for v in pool] for pool in bins] for bins in self.drift_pools],
                 "shape_quantiles": None if self.shape_quantiles is None else
-                [[float(v) for v in row] for row in np.atleast_2d(self.shape_quantiles)]}
+                [[float(v) for v in row] for row in np.atleast_2d(self.shape_quantiles)],
+                "shape_leverage": None if self.shape_leverage is None else [float(v) for v in self.shape_leverage]}
 
     @classmethod
     def from_dict(cls, data: Any) -> VolRegimes:
@@ -298,6 +335,7 @@ class VolRegimes:
             floor = float(data["floor"])
             drift_edges, drift_pools = _drift_tables(data.get("drift_edges"), data.get("drift_pools"), n)
             shape_quantiles = _shape_quantiles(data.get("shape_quantiles"), n)
+            shape_leverage = _shape_leverage(data.get("shape_leverage"))
         except KeyError as missing:
             raise DataError(f"volatility regimes dict lacks the field {missing}; pass what VolRegimes.to_dict() "
                             "returned, unmodified.") from None
@@ -306,7 +344,8 @@ class VolRegimes:
             raise DataError(f"volatility regimes dict has {len(medians)} medians, {len(pools)} pools and "
                             f"frequencies summing to {frequencies.sum():.6g}; it needs {n} of each and frequencies "
                             "summing to 1. Re-materialize diffusion_model.")
-        return cls(k, normalize, edges, frequencies, medians, pools, floor, drift_edges, drift_pools, shape_quantiles)
+        return cls(k, normalize, edges, frequencies, medians, pools, floor, drift_edges, drift_pools, shape_quantiles,
+                   shape_leverage)
 
 
 def check_scale_draw(scale_draw: Any, field: str = "synthetic_series.scale_draw") -> None:
@@ -322,13 +361,27 @@ def check_shape_calibration(mode: Any, field: str = "synthetic_series.shape_cali
     if mode not in SHAPE_CALIBRATIONS:
         raise ConfigError(f"{field}={mode!r} is not one of {SHAPE_CALIBRATIONS}: 'none' keeps the decoded shapes, "
                           "'rms' divides each by its own RMS (as every train shape is), 'marginal' also maps the "
-                          "set's values onto the train shapes' distribution (ranks kept).")
+                          "set's values onto the train shapes' distribution (ranks kept), 'marginal_leverage' first "
+                          "gives the shapes the train shapes' within-window leverage (wavefin_core.models.leverage).")
 
 
 def _unit_rms(x: np.ndarray) -> np.ndarray:
     """Each row divided by its RMS (an all-zero row stays zero)."""
     rms = np.sqrt(np.mean(x * x, axis=1, keepdims=True))
     return x / np.where(rms > 0, rms, 1.0)
+
+
+def _shape_leverage(values: Any) -> np.ndarray | None:
+    if values is None:
+        return None
+    try:
+        curve = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        curve = np.zeros((0, 0))
+    if curve.ndim != 1 or not np.all(np.abs(curve) <= 1.0):
+        raise DataError("volatility regimes dict has a 'shape_leverage' that is not a list of correlations (finite, "
+                        "in [-1, 1]); pass what VolRegimes.to_dict() returned, unmodified.")
+    return curve
 
 
 def _shape_quantiles(values: Any, n_buckets: int) -> np.ndarray | None:
@@ -449,8 +502,11 @@ DEFAULT_SCALE_DRAW = "drift"
 #: The shape calibration of the MLflow pyfunc (synthetic_series takes the profile's, the same): see
 #: SHAPE_CALIBRATIONS. bench/results/ablation_shapes_bucket.json: "marginal" lowered sp500's discriminative score
 #: on both training seeds (0.248 / 0.269 -> 0.179 / 0.259) and its shape-only score (0.118 / 0.160 -> 0.037 /
-#: 0.129); mjd within noise. plan_samples itself defaults to "none" (the raw shapes).
-DEFAULT_SHAPE_CALIBRATION = "marginal"
+#: 0.129); mjd within noise. bench/results/ablation_leverage_calibration.json: "marginal_leverage" then moved
+#: sp500's leverage -0.037 / -0.037 -> -0.054 / -0.064 (real test -0.084) and its discriminative score 0.178 /
+#: 0.256 -> 0.161 / 0.138 (paired -0.068, 8 of 10 classifier seeds better); mjd unchanged (theta fitted 0).
+#: plan_samples itself defaults to "none" (the raw shapes).
+DEFAULT_SHAPE_CALIBRATION = "marginal_leverage"
 
 
 @dataclass
@@ -465,6 +521,8 @@ class SamplingPlan:
     scale_draw: str
     seed: int
     shape_calibration: str = "none"
+    #: set by :meth:`rescale` when shape_calibration="marginal_leverage": the modulation it fitted
+    leverage_fit: LeverageFit | None = None
 
     def scales_for(self, shapes: np.ndarray) -> np.ndarray:
         """The scale per decoded shape: the planned ones, or (scale_draw="drift") drawn by the shapes' drift."""
@@ -476,8 +534,8 @@ class SamplingPlan:
     def rescale(self, shapes: np.ndarray) -> np.ndarray:
         """Decoded, normalised shapes (N, T) -> log returns in the series' units (decode is linear, so scaling
         after it equals decoding the scaled image: the samples stay realizable)."""
-        shapes = self.regimes.calibrate_shapes(np.asarray(shapes, dtype=np.float64), self.shape_calibration,
-                                               self.buckets)
+        shapes, self.leverage_fit = self.regimes.calibrate_shapes_with_fit(
+            np.asarray(shapes, dtype=np.float64), self.shape_calibration, self.buckets)
         return shapes * self.scales_for(shapes)[:, None]
 
 
