@@ -304,7 +304,7 @@ def shapes_ladder() -> list[Lever]:
                     scale_draw="drift")
     return [dataclasses.replace(default, name=f"shapes {mode}, 600 steps, seed {seed}", train_seed=seed,
                                 shape_calibration=mode)
-            for seed in (0, 1) for mode in ("none", "rms", "marginal")]
+            for seed in (0, 1) for mode in ("none", "rms", "marginal", "marginal_leverage")]
 
 
 LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
@@ -491,13 +491,17 @@ def sample_series(result: Any, lever: Lever, index: int, data: SeriesData, args:
         images, _ = rep.calibrate_levels(images)
     seconds = time.perf_counter() - started
     returns, residual = rep.decode(images)
-    extra_fields = leverage_over_scale_draws(regimes, lever, buckets, returns, seed)
     if lever.scale_draw != "independent" or lever.shape_calibration != "none":  # as synthetic_series does
         from wavefin_core.models.regimes import plan_samples
 
-        rescaled = plan_samples(regimes, index, args.samples, seed, lever.scale_draw,
-                                lever.shape_calibration).rescale(returns)
-        return rescaled, residual, seconds, extra_fields
+        plan = plan_samples(regimes, index, args.samples, seed, lever.scale_draw, lever.shape_calibration)
+        # what plan.rescale(returns) does, keeping the calibrated shapes: their leverage over re-drawn scales
+        calibrated, fit = regimes.calibrate_shapes_with_fit(returns, lever.shape_calibration, plan.buckets)
+        extra_fields = leverage_over_scale_draws(regimes, lever, buckets, calibrated, seed)
+        if fit is not None:
+            extra_fields["leverage_fit"] = fit.to_dict()
+        return calibrated * plan.scales_for(calibrated)[:, None], residual, seconds, extra_fields
+    extra_fields = leverage_over_scale_draws(regimes, lever, buckets, returns, seed)
     return returns * scales[:, None], residual, seconds, extra_fields
 
 
@@ -644,7 +648,7 @@ def paired_differences(document: dict[str, Any]) -> list[dict[str, Any]]:
                         "std": float(d.std(ddof=1)) if d.size > 1 else None, "first_better": int((d < 0).sum()),
                         "per_train_seed": {str(seed): float(np.mean(v)) for seed, v in sorted(by_seed.items())},
                         "values": [float(v) for v in d]})
-    return out + scale_draw_differences(rows) + reference_differences(rows)
+    return out + scale_draw_differences(rows) + shape_calibration_differences(rows) + reference_differences(rows)
 
 
 def reference_differences(rows: dict[tuple, dict[str, Any]], reference: str = "garch_t") -> list[dict[str, Any]]:
@@ -699,6 +703,36 @@ def scale_draw_differences(rows: dict[tuple, dict[str, Any]]) -> list[dict[str, 
                     "leverage_difference_per_train_seed": {str(seed): float(v[1])
                                                            for seed, v in sorted(by_seed.items())},
                     "leverage_redraws_difference_per_train_seed": {str(seed): float(v[2])
+                                                                   for seed, v in sorted(by_seed.items())},
+                    "values": [float(v) for v in d]})
+    return out
+
+
+def shape_calibration_differences(rows: dict[tuple, dict[str, Any]],
+                                  first: str = "marginal_leverage", second: str = "marginal") -> list[dict[str, Any]]:
+    """The shapes ladder's paired difference ``first - second`` (rows "shapes MODE, 600 steps, seed N": the same
+    model and samples), matched on the classifier seed and pooled over the training seeds, with the leverage
+    difference (mean over re-drawn scales) per training seed."""
+    groups: dict[str, dict[int, tuple[list[float], float]]] = {}
+    for (lever, series), row in rows.items():
+        head, _, seed = lever.rpartition(", seed ")
+        if head != f"shapes {first}, 600 steps" or not seed.isdigit():
+            continue
+        partner = rows.get((f"shapes {second}, 600 steps, seed {seed}", series))
+        if partner is None:
+            continue
+        groups.setdefault(series, {})[int(seed)] = (
+            [x - y for x, y in zip(row["disc_values"], partner["disc_values"], strict=True)],
+            (row.get("leverage_redraws") or {}).get("mean", np.nan)
+            - (partner.get("leverage_redraws") or {}).get("mean", np.nan))
+    out = []
+    for series, by_seed in sorted(groups.items()):
+        d = np.asarray([v for seed in sorted(by_seed) for v in by_seed[seed][0]])
+        out.append({"comparison": f"shapes {first} - {second}", "fixed": "600 steps", "series": series,
+                    "n": int(d.size), "mean": float(d.mean()), "std": float(d.std(ddof=1)) if d.size > 1 else None,
+                    "first_better": int((d < 0).sum()),
+                    "per_train_seed": {str(seed): float(np.mean(v[0])) for seed, v in sorted(by_seed.items())},
+                    "leverage_redraws_difference_per_train_seed": {str(seed): float(v[1])
                                                                    for seed, v in sorted(by_seed.items())},
                     "values": [float(v) for v in d]})
     return out
