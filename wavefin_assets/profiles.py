@@ -84,8 +84,13 @@ class Profile:
     # bench/results/ablation_shapes.json and ablation_shapes_bucket.json (600 steps, training seeds 0 / 1):
     # "marginal" (per volatility bucket) moved sp500's discriminative score 0.248 / 0.269 -> 0.179 / 0.259, its
     # shape-only score 0.118 / 0.160 -> 0.037 / 0.129 (GARCH-t 0.216 / 0.110) and its facts 7 / 8 -> 9 / 9 of 13;
-    # mjd within noise (0.017 / 0.036 -> 0.025 / 0.028); lag-1 ACF unchanged. "rms" alone changed nothing
-    sampling_shape_calibration: str = "marginal"
+    # mjd within noise (0.017 / 0.036 -> 0.025 / 0.028); lag-1 ACF unchanged. "rms" alone changed nothing.
+    # "marginal_leverage" (bench/results/ablation_leverage_calibration.json, same seeds): the within-window
+    # leverage fitted to the train shapes' (wavefin_core.models.leverage) moved sp500's leverage -0.037 / -0.037
+    # -> -0.054 / -0.064 (real test -0.084: reproduced), its discriminative score 0.178 / 0.256 -> 0.161 / 0.138
+    # (paired -0.068 +- 0.027 se; vs GARCH-t -0.066 +- 0.020 se) and its shape-only score 0.040 / 0.126 -> 0.034 /
+    # 0.042; mjd unchanged (no leverage to fit: theta 0)
+    sampling_shape_calibration: str = "marginal_leverage"
     # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
     planted_days: int = 6000
     # forecasters: the models fitted (wavefin_core.forecast_suite.ALL_MODELS), the augmentation experiment and

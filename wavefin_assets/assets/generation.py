@@ -237,8 +237,9 @@ class SyntheticSeriesConfig(dg.Config):
     # The decoded shapes before scaling (vol_normalize="window" models): "none"; "rms" (each set to RMS 1, as every
     # train shape is); "marginal" (also mapped onto the distribution of the train shapes of the same volatility
     # bucket, the order of the values in each window kept): the quick model's shapes are near-Gaussian inside a
-    # window where sp500's are not.
-    # Sampling only (wavefin_core.models.regimes.SHAPE_CALIBRATIONS).
+    # window where sp500's are not; "marginal_leverage": "marginal" after an asymmetric volatility response to the
+    # window's own past, fitted so the shapes carry the train shapes' within-window leverage effect
+    # (wavefin_core.models.leverage). Sampling only (wavefin_core.models.regimes.SHAPE_CALIBRATIONS).
     shape_calibration: str = PROFILE.sampling_shape_calibration
 
 
@@ -295,10 +296,16 @@ def synthetic_series(
                             "train_return_std": train_std, "class_label": targets[name].label,
                             "vol_buckets": targets[name].regimes.k, "projected": config.project,
                             "level_calibration": level_factors, "scale_draw": config.scale_draw,
-                            "shape_calibration": config.shape_calibration}
+                            "shape_calibration": config.shape_calibration,
+                            "leverage_calibration": scales.leverage_fit and scales.leverage_fit.to_dict()}
+        fit = per_series[name]["leverage_calibration"]
         context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
                          f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
-                         f"{train_std:.3g}")
+                         f"{train_std:.3g}" + ("" if not fit else
+                                               f"; within-window leverage {fit['leverage_before']:.3f} -> "
+                                               f"{fit['leverage_after']:.3f} (train shapes "
+                                               f"{fit['train_leverage']:.3f}; theta {fit['theta']:.2f}, memory "
+                                               f"{fit['memory']:.2f})"))
     table = pa.concat_tables(parts)
     main = {"sampler": config.sampler, "steps": config.num_inference_steps,
             "seconds_per_1000": 1000.0 * seconds / (config.n_samples * len(names))}
@@ -323,6 +330,8 @@ def synthetic_series(
         **{f"median_projection_residual_{n}": v["median_projection_residual"] for n, v in per_series.items()},
         **{f"std_ratio_vs_train_{n}": v["synthetic_return_std"] / v["train_return_std"]
            for n, v in per_series.items()},
+        **{f"leverage_calibration_{n}": v["leverage_calibration"] for n, v in per_series.items()
+           if v["leverage_calibration"]},
         "samplers": dg.MetadataValue.md(_samplers_table_md(samplers)),
     })
 

@@ -61,8 +61,10 @@ class WavefinDiffusion(mlflow.pyfunc.PythonModel):
             # (series, volatility bucket) labels and the per-sample scales, as synthetic_series draws them
             regimes = regimes_from_meta(self.meta, series)
             default_draw = DEFAULT_SCALE_DRAW if regimes.drift_edges is not None else "independent"
-            # a model saved before the train shape quantiles existed gets "rms" instead of "marginal"
-            default_shape = DEFAULT_SHAPE_CALIBRATION if regimes.shape_quantiles is not None else "rms"
+            # a model saved before the train leverage curve (or the shape quantiles) existed gets the calibration
+            # it can do: "marginal" (or "rms")
+            default_shape = (DEFAULT_SHAPE_CALIBRATION if regimes.shape_leverage is not None
+                             else "marginal" if regimes.shape_quantiles is not None else "rms")
             shape = row.get("shape_calibration") or self.shape_calibration or default_shape
             plan = plan_samples(regimes, index, n, seed, str(row.get("scale_draw") or default_draw), str(shape))
             images = sample_diffusion(self.model, self.shape, n, sampler=str(row.get("sampler", "dpmsolver")),
