@@ -68,15 +68,18 @@ def test_fit_recovers_a_planted_leverage_curve_and_leaves_none_alone():
     assert abs(np.mean(fit.after) - np.mean(target)) < 0.01
     applied = unit_rms(modulate(generated, fit.theta, fit.memory))
     assert abs(np.mean(leverage_curve(applied)) - np.mean(target)) < 0.01
-    assert set(fit.to_dict()) == {"theta", "memory", "train_leverage", "leverage_before", "leverage_after"}
+    assert set(fit.to_dict()) == {"theta", "memory", "fitted", "train_leverage", "leverage_before", "leverage_after"}
 
     calm = gjr_windows(1500, 3, gamma=0.0)
     none = fit_leverage(generated, leverage_curve(calm / realized_volatility(calm)[:, None]), unit_rms)
     assert abs(none.theta) <= 0.5
     assert abs(np.mean(none.after)) < 0.01
-    # windows too short for a curve are left alone
+    # windows too short for a curve, or too few values for a curve that is not noise, are left alone
     short = fit_leverage(generated[:, :2], target, unit_rms)
-    assert short.theta == 0.0
+    assert short.theta == 0.0 and not short.fitted
+    few = fit_leverage(generated[:20], target, unit_rms)
+    assert few.theta == 0.0 and not few.fitted and few.to_dict()["fitted"] is False
+    assert fit.fitted
 
 
 def test_marginal_leverage_calibration_through_the_sampling_plan():

@@ -12,8 +12,9 @@ and returns one row per generated window: `series`, `sample`,
 `returns` (log returns in that series' units, decoded by the representation's least-squares inverse). As
 synthetic_series does: sampling projects onto realizable images at every step, a Haar model's generated set is
 calibrated level by level to the train energy (`model_config["level_calibration"]`, default true; the factors
-depend on the set, so ask for a few hundred windows at once), and each sample's volatility is drawn for its
-shape's drift. Runs on CPU unless `model_config["device"]` says otherwise.
+depend on the set, so ask for a few hundred windows at once), the decoded shapes get the train shapes' marginal
+and within-window leverage (fitted on the request's windows: under ~160 windows of 64 nothing is fitted), and
+each sample's volatility is drawn for its shape's drift. Runs on CPU unless `model_config["device"]` says otherwise.
 """
 
 from __future__ import annotations

@@ -46,6 +46,10 @@ MAX_LOG_MODULATION = 2.0
 #: At most this many shapes (the first ones: deterministic) enter the grid search; the fit then applies to all.
 #: 1,000 windows of 64 resolve a lag's correlation to ~0.004, below the grid's steps.
 MAX_FIT_WINDOWS = 1000
+#: Fewer values than this (N x T) and nothing is fitted (theta 0): the curve of a handful of windows is noise
+#: (8 windows of 64: ~0.045 per lag, as large as the effect), and a fit to it would add an arbitrary response.
+#: 10,000 values = ~160 windows of 64; generate a few hundred windows at once.
+MIN_FIT_VALUES = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,11 @@ class LeverageFit:
     target: np.ndarray  # the train shapes' leverage curve
     before: np.ndarray  # the generated shapes' curve, calibrated without the modulation
     after: np.ndarray  # with it
+    fitted: bool = True  # False: too few values to fit (MIN_FIT_VALUES) or windows too short; theta is 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the metadata of ``synthetic_series``): theta, memory and the three curves' means."""
-        return {"theta": float(self.theta), "memory": float(self.memory),
+        return {"theta": float(self.theta), "memory": float(self.memory), "fitted": bool(self.fitted),
                 "train_leverage": float(np.mean(self.target)), "leverage_before": float(np.mean(self.before)),
                 "leverage_after": float(np.mean(self.after))}
 
@@ -103,17 +108,20 @@ def fit_leverage(shapes: np.ndarray, target: np.ndarray,
     (least squares over the lags), by grid search over THETAS x MEMORIES.
 
     ``shapes`` (N, T): the decoded shapes at RMS 1; ``finish``: the rest of the calibration, called with the first
-    min(N, MAX_FIT_WINDOWS) rows. A window shorter than 3 steps has no curve to match: theta 0.
+    min(N, MAX_FIT_WINDOWS) rows. Windows shorter than 3 steps have no curve to match, and fewer than
+    MIN_FIT_VALUES values too noisy a one: then theta is 0 and ``fitted`` False.
     """
     x = np.asarray(shapes, dtype=np.float64)
     goal = np.asarray(target, dtype=np.float64).reshape(-1)
     lags = min(len(goal), x.shape[1] - 2)
     if lags < 1 or len(x) == 0:
         flat = np.zeros(max(lags, 0))
-        return LeverageFit(0.0, MEMORIES[0], goal[:max(lags, 0)], flat, flat)
+        return LeverageFit(0.0, MEMORIES[0], goal[:max(lags, 0)], flat, flat, fitted=False)
     goal = goal[:lags]
     sample = x[:MAX_FIT_WINDOWS]
     before = leverage_curve(finish(sample), lags)
+    if x.size < MIN_FIT_VALUES:
+        return LeverageFit(0.0, MEMORIES[0], goal, before, before, fitted=False)
     best = (float(np.sum((before - goal) ** 2)), 0.0, MEMORIES[0], before)
 
     def search(memory: float, thetas: np.ndarray) -> None:
