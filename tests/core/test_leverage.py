@@ -105,6 +105,15 @@ def test_marginal_leverage_calibration_through_the_sampling_plan():
     assert abs(stylized_facts(loaded.calibrate_shapes(shapes, "marginal", plan.buckets))["leverage"]) < 0.01
     assert np.all(np.isfinite(returns)) and returns.shape == shapes.shape
 
+    # a series too short for a train curve that is not noise (100 windows of 64): nothing is fitted, the shapes
+    # get the marginal map alone
+    short = VolRegimes.fit(train[:100], 2, "window")
+    assert len(VolRegimes.from_dict(json.loads(json.dumps(short.to_dict()))).shape_leverage) == 0
+    short_plan = plan_samples(short, 0, len(shapes), seed=7, shape_calibration="marginal_leverage")
+    np.testing.assert_array_equal(short_plan.rescale(shapes),
+                                  plan_samples(short, 0, len(shapes), seed=7, shape_calibration="marginal").rescale(shapes))
+    assert short_plan.leverage_fit is not None and not short_plan.leverage_fit.fitted
+
     saved = regimes.to_dict()
     del saved["shape_leverage"]  # a model saved before the curve existed: "marginal" works, the new mode says why
     old = VolRegimes.from_dict(saved)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.models.leverage import LeverageFit, fit_leverage, leverage_curve, modulate
+from wavefin_core.models.leverage import MIN_FIT_VALUES, LeverageFit, fit_leverage, leverage_curve, modulate
 from wavefin_core.wavelets.representations import checked_windows
 
 NORMALIZATIONS = ("none", "window", "bucket")
@@ -133,7 +133,8 @@ class VolRegimes:
     # per bucket because calm and wild windows differ inside too: sp500's calm windows hold the jumps)
     shape_quantiles: np.ndarray | None = None  # (max(k, 1), SHAPE_QUANTILES)
     # normalize="window" only (else None; also for dicts written before it): the train shapes' within-window
-    # leverage curve corr(z_t, z^2_{t+k}), k = 1..LEVERAGE_LAGS (shape_calibration="marginal_leverage")
+    # leverage curve corr(z_t, z^2_{t+k}), k = 1..LEVERAGE_LAGS (shape_calibration="marginal_leverage"); empty
+    # when the train shapes hold under MIN_FIT_VALUES values (then the calibration fits nothing)
     shape_leverage: np.ndarray | None = None
 
     # -- fitting ---------------------------------------------------------------------------------------------
@@ -165,7 +166,8 @@ class VolRegimes:
             pooled = np.quantile(shapes, grid)  # for a bucket without train windows (ties in the volatilities)
             fitted.shape_quantiles = np.stack([np.quantile(shapes[buckets == b], grid) if counts[b] else pooled
                                                for b in range(k)])
-            fitted.shape_leverage = leverage_curve(shapes)
+            # too few train values for a curve that is not noise: an empty curve, and nothing is fitted to it
+            fitted.shape_leverage = leverage_curve(shapes) if shapes.size >= MIN_FIT_VALUES else np.zeros(0)
         return fitted
 
     # -- applying --------------------------------------------------------------------------------------------
