@@ -77,6 +77,7 @@ def test_fit_recovers_a_planted_leverage_curve_and_leaves_none_alone():
     # windows too short for a curve, or too few values for a curve that is not noise, are left alone
     short = fit_leverage(generated[:, :2], target, unit_rms)
     assert short.theta == 0.0 and not short.fitted
+    assert short.to_dict()["leverage_after"] is None  # no curve: None in the metadata, not NaN
     few = fit_leverage(generated[:20], target, unit_rms)
     assert few.theta == 0.0 and not few.fitted and few.to_dict()["fitted"] is False
     assert fit.fitted
@@ -104,6 +105,15 @@ def test_marginal_leverage_calibration_through_the_sampling_plan():
     # ... and "marginal" alone leaves them without it
     assert abs(stylized_facts(loaded.calibrate_shapes(shapes, "marginal", plan.buckets))["leverage"]) < 0.01
     assert np.all(np.isfinite(returns)) and returns.shape == shapes.shape
+    # a small set of the same series (another sampler's 40 windows: too few to fit) calibrated with this fit
+    small = shapes[:40]
+    small_plan = plan_samples(loaded, 0, len(small), seed=8, shape_calibration="marginal_leverage")
+    small_plan.reuse_leverage = plan.leverage_fit
+    small_plan.rescale(small)
+    assert (small_plan.leverage_fit.theta, small_plan.leverage_fit.memory) == (fit.theta, fit.memory)
+    unfitted = plan_samples(loaded, 0, len(small), seed=8, shape_calibration="marginal_leverage")
+    unfitted.rescale(small)
+    assert unfitted.leverage_fit.theta == 0.0 and not unfitted.leverage_fit.fitted
 
     # a series too short for a train curve that is not noise (100 windows of 64): nothing is fitted, the shapes
     # get the marginal map alone

@@ -277,7 +277,7 @@ def synthetic_series(
     shape = tuple(manifest["sample_shape"])
     context.log.info(f"Sampling {config.n_samples} windows for each of {names} with {config.sampler}"
                      f"({config.num_inference_steps}) on {device.describe()}")
-    parts, per_series, seconds = [], {}, 0.0
+    parts, per_series, seconds, leverage_fits = [], {}, 0.0, {}
     for name in names:
         seed = derived_seed(config.seed, name)
         started = time.perf_counter()
@@ -287,6 +287,7 @@ def synthetic_series(
         seconds += time.perf_counter() - started
         images, level_factors = _calibrated(targets[name], images, config.level_calibration)
         returns, residual = _decode(targets[name], images, scales, name, config.sampler)
+        leverage_fits[name] = scales.leverage_fit
         start_price, start_time = _last_train_close(sets[name], clean_prices, name)
         parts.append(_synthetic_rows(name, returns, residual, start_price))
         train_std = _train_std(targets[name], sets[name])
@@ -310,7 +311,7 @@ def synthetic_series(
     main = {"sampler": config.sampler, "steps": config.num_inference_steps,
             "seconds_per_1000": 1000.0 * seconds / (config.n_samples * len(names))}
     samplers = (_benchmark_samplers(context, config, model, scheduler, shape, targets, sets[names[0]], table, main,
-                                    torch_device, device.describe())
+                                    torch_device, device.describe(), leverage_fits.get(names[0]))
                 if config.benchmark_samplers else {})
     table = table.replace_schema_metadata({SYNTHETIC_METADATA_KEY: json.dumps({
         "series": names, "per_series": per_series, "sampler": config.sampler,
@@ -478,9 +479,11 @@ def _test_windows(s: "ScalogramSet") -> np.ndarray:
 
 def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler, shape, targets: dict,
                         reference: "ScalogramSet", table: pa.Table, main: dict, torch_device,
-                        device_name: str) -> dict:
+                        device_name: str, leverage_fit: Any = None) -> dict:
     """DDPM(1000), DDIM(50), DPM-Solver++(20) on the same model: seconds per 1,000 windows and the discriminative
-    score of their windows against the first series' test windows (the main sampler's own windows are reused)."""
+    score of their windows against the first series' test windows (the main sampler's own windows are reused).
+    The other samplers' sets are calibrated as the main set is: per level (on their own images), and with the main
+    set's leverage fit (``leverage_fit``; a set of a few dozen windows is too small to fit one)."""
     from wavefin_core.evaluation.discriminative import posthoc_discriminative_score
     from wavefin_core.evaluation.reports import SAMPLERS, derived_seed
 
@@ -500,7 +503,9 @@ def _benchmark_samplers(context, config: SyntheticSeriesConfig, model, scheduler
                              derived_seed(config.seed, name, sampler), config.batch_size, torch_device,
                              f"samplers table {label}", targets[name], config.scale_draw,
                              config.shape_calibration)
+            scales.reuse_leverage = leverage_fit
             seconds_per_1000 = 1000.0 * (time.perf_counter() - started) / sizes[sampler]
+            images, _ = _calibrated(targets[name], images, config.level_calibration)  # as the main set's
             windows, _ = _decode(targets[name], images, scales, name, sampler)
             note = ""
         score = posthoc_discriminative_score(real, windows, seeds=config.bench_discriminative_seeds)

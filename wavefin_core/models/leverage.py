@@ -13,7 +13,8 @@ leverage term, applied inside the window):
     z'_t = z_t * exp(-theta * s_t),   s_t = (1 - memory) * sum_{j >= 1} memory^(j-1) * z_{t-j}
 
 (s_0 = 0: causal, nothing before the window is invented). ``theta > 0`` raises the variance after falls. The two
-numbers are fitted per series on its whole generated set, by grid search, so that the leverage curve (k = 1..10)
+numbers are fitted per series on its generated set (its first MAX_FIT_WINDOWS windows), by grid search, so that
+the leverage curve (k = 1..10)
 of the finished shapes (after the rest of the calibration chain: the per-bucket marginal map and RMS 1) is
 closest to the train shapes' curve; ``theta = 0`` (no change) is on the grid, so a series without leverage (mjd)
 or a model that already has it is left alone. Everything it matches is fitted on the train windows only.
@@ -38,7 +39,7 @@ LEVERAGE_LAGS = 10
 #: EWMA memories tried for s_t (half-lives from 1 to ~34 steps: the response can be short or last the window).
 MEMORIES = (0.5, 0.7, 0.85, 0.93, 0.96, 0.98)
 #: theta is searched coarse to fine: this grid (0, no change, on it) for every memory, then THETA_FINE_STEP steps
-#: within one coarse step of the best. |theta| <= 3 covers sp500's fitted 1.1-1.9 with room.
+#: within one coarse step of the best (so |theta| <= 3.5). The grid covers sp500's fitted 1.1-2.05 with room.
 THETAS = np.round(np.linspace(-3.0, 3.0, 13), 10)
 THETA_FINE_STEP = 0.05
 #: |theta * s_t| is clipped here, so one extreme generated value cannot scale what follows it by more than e^2.
@@ -64,10 +65,14 @@ class LeverageFit:
     fitted: bool = True  # False: too few values to fit (MIN_FIT_VALUES) or windows too short; theta is 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the metadata of ``synthetic_series``): theta, memory and the three curves' means."""
+        """JSON-ready (the metadata of ``synthetic_series``): theta, memory and the three curves' means (None for
+        an empty curve: no train curve, or windows too short for one)."""
+        def mean(curve: np.ndarray) -> float | None:
+            return float(np.mean(curve)) if len(curve) else None
+
         return {"theta": float(self.theta), "memory": float(self.memory), "fitted": bool(self.fitted),
-                "train_leverage": float(np.mean(self.target)), "leverage_before": float(np.mean(self.before)),
-                "leverage_after": float(np.mean(self.after))}
+                "train_leverage": mean(self.target), "leverage_before": mean(self.before),
+                "leverage_after": mean(self.after)}
 
 
 def leverage_curve(windows: np.ndarray, max_lag: int = LEVERAGE_LAGS) -> np.ndarray:
@@ -108,8 +113,9 @@ def fit_leverage(shapes: np.ndarray, target: np.ndarray,
     (least squares over the lags), by grid search over THETAS x MEMORIES.
 
     ``shapes`` (N, T): the decoded shapes at RMS 1; ``finish``: the rest of the calibration, called with the first
-    min(N, MAX_FIT_WINDOWS) rows. Windows shorter than 3 steps have no curve to match, and fewer than
-    MIN_FIT_VALUES values too noisy a one: then theta is 0 and ``fitted`` False.
+    min(N, MAX_FIT_WINDOWS) rows. The curve is matched at lags up to T - 2 (at least 2 pairs per window); windows
+    of 2 steps or fewer, an empty target, or fewer than MIN_FIT_VALUES values (too noisy a curve) fit nothing:
+    theta 0 and ``fitted`` False.
     """
     x = np.asarray(shapes, dtype=np.float64)
     goal = np.asarray(target, dtype=np.float64).reshape(-1)
@@ -142,3 +148,17 @@ def fit_leverage(shapes: np.ndarray, target: np.ndarray,
     search(best[2], np.round(best[1] + np.arange(-coarse, coarse + 1e-9, THETA_FINE_STEP), 10))
     _, theta, memory, after = best
     return LeverageFit(theta, memory, goal, before, after)
+
+
+def apply_fit(fit: LeverageFit, shapes: np.ndarray, finish: Callable[[np.ndarray], np.ndarray]) -> LeverageFit:
+    """``fit``'s theta and memory on other ``shapes`` of the same series (e.g. a smaller set drawn by another
+    sampler, which should be calibrated like the main set rather than refitted on too few values): the same
+    parameters, with the curves of these shapes before and after (``finish`` as in :func:`fit_leverage`)."""
+    x = np.asarray(shapes, dtype=np.float64)
+    lags = min(len(fit.target), x.shape[1] - 2)
+    if lags < 1 or len(x) == 0:
+        flat = np.zeros(max(lags, 0))
+        return LeverageFit(fit.theta, fit.memory, fit.target[:max(lags, 0)], flat, flat, fitted=fit.fitted)
+    sample = x[:MAX_FIT_WINDOWS]
+    return LeverageFit(fit.theta, fit.memory, fit.target[:lags], leverage_curve(finish(sample), lags),
+                       leverage_curve(finish(modulate(sample, fit.theta, fit.memory)), lags), fitted=fit.fitted)

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 
 from wavefin_core.errors import ConfigError, DataError
-from wavefin_core.models.leverage import MIN_FIT_VALUES, LeverageFit, fit_leverage, leverage_curve, modulate
+from wavefin_core.models.leverage import (
+    MIN_FIT_VALUES,
+    LeverageFit,
+    apply_fit,
+    fit_leverage,
+    leverage_curve,
+    modulate,
+)
 from wavefin_core.wavelets.representations import checked_windows
 
 NORMALIZATIONS = ("none", "window", "bucket")
@@ -221,9 +228,10 @@ class VolRegimes:
         """
         return self.calibrate_shapes_with_fit(shapes, mode, buckets)[0]
 
-    def calibrate_shapes_with_fit(self, shapes: np.ndarray, mode: str, buckets: np.ndarray | None = None
-                                  ) -> tuple[np.ndarray, LeverageFit | None]:
-        """:meth:`calibrate_shapes` and, for "marginal_leverage", the fitted modulation (else None)."""
+    def calibrate_shapes_with_fit(self, shapes: np.ndarray, mode: str, buckets: np.ndarray | None = None,
+                                  leverage: LeverageFit | None = None) -> tuple[np.ndarray, LeverageFit | None]:
+        """:meth:`calibrate_shapes` and, for "marginal_leverage", the fitted modulation (else None). ``leverage``:
+        apply this fit (of a larger set of the same series) instead of fitting one on these shapes."""
         check_shape_calibration(mode)
         x = np.array(checked_windows(shapes, "shapes"), dtype=np.float64)
         if mode == "none" or self.normalize != "window" or x.size == 0:
@@ -246,7 +254,7 @@ class VolRegimes:
             head = bucket_of[:len(first_rows)]
             return self._marginal(first_rows, {int(b): np.flatnonzero(head == b) for b in np.unique(head)})
 
-        fit = fit_leverage(x, self.shape_leverage, finish)
+        fit = fit_leverage(x, self.shape_leverage, finish) if leverage is None else apply_fit(leverage, x, finish)
         return self._marginal(modulate(x, fit.theta, fit.memory), rows_of), fit
 
     def _bucket_rows(self, n: int, mode: str, buckets: np.ndarray | None) -> dict[int, np.ndarray]:
@@ -523,7 +531,10 @@ class SamplingPlan:
     scale_draw: str
     seed: int
     shape_calibration: str = "none"
-    #: set by :meth:`rescale` when shape_calibration="marginal_leverage": the modulation it fitted
+    #: shape_calibration="marginal_leverage": apply this fit (of a larger set of the same series) instead of
+    #: fitting one on the shapes :meth:`rescale` gets (e.g. a sampler's small set, calibrated as the main set)
+    reuse_leverage: LeverageFit | None = None
+    #: set by :meth:`rescale` when shape_calibration="marginal_leverage": the modulation it fitted or applied
     leverage_fit: LeverageFit | None = None
 
     def scales_for(self, shapes: np.ndarray) -> np.ndarray:
@@ -537,7 +548,7 @@ class SamplingPlan:
         """Decoded, normalised shapes (N, T) -> log returns in the series' units (decode is linear, so scaling
         after it equals decoding the scaled image: the samples stay realizable)."""
         shapes, self.leverage_fit = self.regimes.calibrate_shapes_with_fit(
-            np.asarray(shapes, dtype=np.float64), self.shape_calibration, self.buckets)
+            np.asarray(shapes, dtype=np.float64), self.shape_calibration, self.buckets, self.reuse_leverage)
         return shapes * self.scales_for(shapes)[:, None]
 
 
