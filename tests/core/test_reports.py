@@ -134,7 +134,7 @@ def test_generation_report_has_one_section_per_series_and_every_generator(genera
         assert needle in md, needle
     assert any("daily: scored garch_t" in line for line in lines)  # progress lines
     names = {f.name for f in res.figures}
-    assert {"daily_acf.png", "daily_qq.png", "daily_histograms.png", "daily_paths.png", "daily_discriminative.png",
+    assert {"daily_acf.png", "daily_leverage.png", "daily_qq.png", "daily_histograms.png", "daily_paths.png", "daily_discriminative.png",
             "daily_scalograms_real.png", "minute_scalograms_synthetic.png"} <= names
     _assert_figures(res, out_dir)
 

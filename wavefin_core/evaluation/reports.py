@@ -647,6 +647,8 @@ def _series_figures(figs: _Figures, data: SeriesGeneration, section: dict[str, A
     figs.add(P.plot_score_bars(scores, floor=FLOOR, title=f"{name}: discriminative score (mean ± std over seeds)"),
              f"{name}_discriminative", f"{name} discriminative scores")
     figs.add(P.plot_acf_overlay(sets, nlags=lags, title=name), f"{name}_acf", f"{name} ACF overlays")
+    figs.add(P.plot_leverage_overlay(sets, title=f"{name}: leverage effect, corr(r_t, r_t+k^2)"), f"{name}_leverage",
+             f"{name} leverage curves")
     figs.add(P.plot_qq(sets, title=f"{name}: QQ against the real test returns"), f"{name}_qq", f"{name} QQ plot")
     figs.add(P.plot_histogram_overlay(sets, title=f"{name}: return distribution"), f"{name}_histograms",
              f"{name} histograms")
