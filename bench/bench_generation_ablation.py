@@ -297,14 +297,15 @@ def leverage_ladder() -> list[Lever]:
 
 def shapes_ladder() -> list[Lever]:
     """Issue 8's within-window shapes: today's default (drift-matched scales) with the decoded shapes as they
-    come, each set to RMS 1 (as every train shape is), or mapped onto the train shapes' marginal then RMS 1; all
-    three on the same model and samples, training seeds 0 and 1."""
+    come, each set to RMS 1 (as every train shape is), mapped onto the train shapes' marginal then RMS 1, or that
+    after the train shapes' within-window leverage (marginal_leverage); all on the same model and samples, training
+    seeds 0 and 1 (2 and 3 too: the leverage calibration's rows were measured on four; pick rows with --levers)."""
     default = Lever("", conditioning="class", project=True, stride=1, ema=True, prediction_type="v_prediction",
                     representation="haar", vol_buckets=4, vol_normalize="window", calibrate_levels=True, steps=600,
                     scale_draw="drift")
     return [dataclasses.replace(default, name=f"shapes {mode}, 600 steps, seed {seed}", train_seed=seed,
                                 shape_calibration=mode)
-            for seed in (0, 1) for mode in ("none", "rms", "marginal", "marginal_leverage")]
+            for seed in (0, 1, 2, 3) for mode in ("none", "rms", "marginal", "marginal_leverage")]
 
 
 LADDERS = {"levers": "the lever ladder (README's first ablation)", "regimes": "the volatility-regime ladder",
