@@ -88,8 +88,8 @@ class Profile:
     # "marginal_leverage" (bench/results/ablation_leverage_calibration.json, same seeds): the within-window
     # leverage fitted to the train shapes' (wavefin_core.models.leverage) moved sp500's leverage -0.037 / -0.037
     # -> -0.054 / -0.064 (real test -0.084: reproduced), its discriminative score 0.178 / 0.256 -> 0.161 / 0.138
-    # (paired -0.068 +- 0.027 se; vs GARCH-t -0.066 +- 0.020 se) and its shape-only score 0.040 / 0.126 -> 0.034 /
-    # 0.042; mjd unchanged (no leverage to fit: theta 0)
+    # and its shape-only score 0.040 / 0.126 -> 0.034 / 0.042; over training seeds 0-3 the score paired -0.062 +-
+    # 0.019 se (lower on every seed), vs GARCH-t -0.053 +- 0.018 se; mjd within noise (theta 0, 0, -0.05, -0.25)
     sampling_shape_calibration: str = "marginal_leverage"
     # raw_prices `planted` partition: daily bars of the planted-signal series (wavefin_core.data.simulate)
     planted_days: int = 6000

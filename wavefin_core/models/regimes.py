@@ -514,7 +514,8 @@ DEFAULT_SCALE_DRAW = "drift"
 #: on both training seeds (0.248 / 0.269 -> 0.179 / 0.259) and its shape-only score (0.118 / 0.160 -> 0.037 /
 #: 0.129); mjd within noise. bench/results/ablation_leverage_calibration.json: "marginal_leverage" then moved
 #: sp500's leverage -0.037 / -0.037 -> -0.054 / -0.064 (real test -0.084) and its discriminative score 0.178 /
-#: 0.256 -> 0.161 / 0.138 (paired -0.068, 8 of 10 classifier seeds better); mjd unchanged (theta fitted 0).
+#: 0.256 -> 0.161 / 0.138; over training seeds 0-3 paired -0.062 +- 0.019 (se), lower on every seed; mjd within
+#: noise.
 #: plan_samples itself defaults to "none" (the raw shapes).
 DEFAULT_SHAPE_CALIBRATION = "marginal_leverage"
 
