@@ -65,6 +65,7 @@ def assert_generation_metrics_schema(doc: dict, series: list[str], *, min_window
             if gen != "wavefin":  # how wavefin stands against it, per score, by the paired seed differences
                 vs = e["vs_wavefin"]["discriminative_score"]
                 assert vs["paired"] is True and vs["noise"] >= 0, (name, gen)
+                assert 0.0 <= vs["p_value"] <= vs["p_holm"] <= 1.0, (name, gen)  # Holm only raises p
                 assert vs["outcome"] in ("wavefin closer", "within noise", "wavefin further")
                 assert vs["difference"] == pytest.approx(d["mean"] - section["generators"]["wavefin"][
                     "discriminative_score"]["mean"], abs=1e-12)
@@ -129,7 +130,7 @@ def test_generation_report_has_one_section_per_series_and_every_generator(genera
     for gen in ("**wavefin**", "garch_t", "gjr_garch_t", "block_bootstrap", "mjd_fit", "iid_gaussian",
                 "real_train (floor)"):
         assert len(re.findall(rf"^\| {re.escape(gen)} \|", md, re.M)) == 2, gen  # one score row per series
-    for needle in ("discriminative (CNN, 2 seeds)", "its mean − wavefin's (noise threshold)", "TSTR MAE", "| MDD | ACD | SD | KD |", "hill_tail_index",
+    for needle in ("discriminative (CNN, 2 seeds)", "its mean − wavefin's (Holm p; 2 s.e.)", "TSTR MAE", "| MDD | ACD | SD | KD |", "hill_tail_index",
                    "DPM-Solver++(20)", "DDPM(1000)", "not measured in this run", "metrics.json"):
         assert needle in md, needle
     assert any("daily: scored garch_t" in line for line in lines)  # progress lines
@@ -198,6 +199,34 @@ def test_generation_verdict_pairs_the_classifier_seeds() -> None:
     text = _verdict("daily", gens)
     assert "closer to real than garch_t" in text and "within noise of iid_gaussian, block_bootstrap" in text
     assert "+0.020 from the floor" in text  # the floor too is compared seed by seed (wavefin 0.02 above it)
+    assert "Holm-corrected over the 3 classical generators" in text
+    assert garch["p_value"] < 1e-4 and garch["p_holm"] == pytest.approx(3 * garch["p_value"])  # smallest of 3
+
+
+def test_generation_verdict_corrects_for_the_many_generators() -> None:
+    """Known answers. Five classical generators, each 0.03 +- noise above wavefin on 5 paired seeds: each paired
+    t-test alone has p = 0.016 (t = 4.0, 4 df), which a single comparison would call "wavefin closer"; with five
+    comparisons Holm's correction keeps them within noise. A sixth with t ~ 20 stays "closer"; the floor, a
+    single reference, is tested on its own."""
+    from wavefin_core.evaluation.reports import VERDICT_ALPHA, _comparisons
+
+    wavefin = [0.10, 0.30, 0.05, 0.40, 0.20]
+    jitter = [0.02, -0.02, 0.0, 0.015, -0.015]  # per-seed differences 0.03 + jitter: t = 4.0, p = 0.016
+    gens = {"wavefin": {"discriminative_score": _score(wavefin)}}
+    names = ["garch_t", "gjr_garch_t", "block_bootstrap", "mjd_fit", "iid_gaussian"]
+    for i, name in enumerate(names):
+        shift = [jitter[(j + i) % 5] for j in range(5)]  # the same spread, another order per generator
+        gens[name] = {"discriminative_score": _score([v + 0.03 + d for v, d in zip(wavefin, shift, strict=True)])}
+    gens["strong"] = {"discriminative_score": _score([v + 0.10 + 0.01 * (-1) ** j for j, v in enumerate(wavefin)])}
+    gens["real_train"] = {"discriminative_score": _score([v + 0.03 + d for v, d in zip(wavefin, jitter, strict=True)])}
+    _comparisons(gens)
+    for name in names:
+        vs = gens[name]["vs_wavefin"]["discriminative_score"]
+        assert vs["p_value"] < VERDICT_ALPHA < vs["p_holm"], (name, vs)  # alone: "closer"; corrected: not
+        assert vs["outcome"] == "within noise" and vs["difference"] > vs["noise"]  # beyond 2 s.e., yet noise
+    assert gens["strong"]["vs_wavefin"]["discriminative_score"]["outcome"] == "wavefin closer"
+    floor = gens["real_train"]["vs_wavefin"]["discriminative_score"]
+    assert floor["p_holm"] == floor["p_value"] < VERDICT_ALPHA and floor["outcome"] == "wavefin closer"
 
 
 def test_generation_metrics_nulls_say_why() -> None:

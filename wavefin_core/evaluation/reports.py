@@ -30,6 +30,7 @@ from wavefin_core.baselines import naive_forecasts
 from wavefin_core.errors import ConfigError, DataError
 from wavefin_core.evaluation import metrics as M
 from wavefin_core.evaluation import plots as P
+from wavefin_core.evaluation.stats_tests import holm, t_test_p
 from wavefin_core.io import atomic_path
 
 __all__ = ["ReportResult", "SeriesGeneration", "evaluate_series", "build_generation_metrics",
@@ -117,8 +118,11 @@ METRICS_SCHEMA = "wavefin.generation.metrics/1"
 # The samplers table: config name -> (label, number of denoising steps), the issue's three on the same model.
 SAMPLERS: dict[str, tuple[str, int]] = {"ddpm": ("DDPM", 1000), "ddim": ("DDIM", 50),
                                         "dpmsolver": ("DPM-Solver++", 20)}
-# Two discriminative scores differ "beyond noise" when their means are more than this many standard errors of
-# the difference apart (of the per-seed differences when the seeds are paired: _compare).
+# Two generators' discriminative scores differ when the t-test of their difference (paired per classifier seed
+# where the seeds are, Welch otherwise: _compare) rejects "no difference" at VERDICT_ALPHA after Holm's correction
+# over the classical generators compared with wavefin in one table (the floor, one reference, is tested on its
+# own). Each comparison also reports NOISE_STANDARD_ERRORS standard errors of the difference, for scale.
+VERDICT_ALPHA = 0.05
 NOISE_STANDARD_ERRORS = 2.0
 FLOOR = "real_train"
 GENERATION_FIGURE_DPI = 72  # ~7 figures per series, also inlined into Dagster metadata: keep them small
@@ -323,43 +327,63 @@ def _disc(entry: dict[str, Any], key: str = "discriminative_score") -> _Score | 
                   d.get("n_test"))
 
 
-def _compare(a: _Score, b: _Score) -> tuple[float, float, bool]:
-    """(b.mean - a.mean, its noise threshold, paired): the threshold is NOISE_STANDARD_ERRORS standard errors of
-    the difference.
+def _compare(a: _Score, b: _Score) -> tuple[float, float, bool, float]:
+    """(b.mean - a.mean, NOISE_STANDARD_ERRORS standard errors of it, paired, the t-test's two-sided p).
 
     Paired when both were scored on the same classifier seeds with the same held-out size (every score of one
     report is: seed s holds out the same block of real test windows and starts the classifier from the same
-    weights for every generator), so the standard error is that of the per-seed differences: which real windows
+    weights for every generator), so the test is a paired t-test on the per-seed differences: which real windows
     were held out moves every generator's score of a seed together (sp500: +-0.1), and pairing cancels it.
-    Otherwise the unpaired sqrt(std_a^2 / seeds_a + std_b^2 / seeds_b)."""
+    Otherwise Welch's test, with the unpaired sqrt(std_a^2 / seeds_a + std_b^2 / seeds_b) (p NaN, no test, when
+    either side has a single seed)."""
     if len(a.values) == len(b.values) >= 2 and a.n_test == b.n_test:
         diff = np.subtract(b.values, a.values)
-        return float(diff.mean()), NOISE_STANDARD_ERRORS * float(diff.std(ddof=1)) / math.sqrt(diff.size), True
-    se = math.sqrt(a.std ** 2 / a.seeds + b.std ** 2 / b.seeds)
-    return b.mean - a.mean, NOISE_STANDARD_ERRORS * se, False
+        se = float(diff.std(ddof=1)) / math.sqrt(diff.size)
+        mean = float(diff.mean())
+        return mean, NOISE_STANDARD_ERRORS * se, True, t_test_p(mean, se, diff.size - 1)
+    va, vb = a.std ** 2 / a.seeds, b.std ** 2 / b.seeds
+    se = math.sqrt(va + vb)
+    if a.seeds < 2 or b.seeds < 2:
+        df = math.nan
+    elif va + vb > 0:
+        df = (va + vb) ** 2 / (va ** 2 / (a.seeds - 1) + vb ** 2 / (b.seeds - 1))
+    else:
+        df = float(a.seeds + b.seeds - 2)
+    return b.mean - a.mean, NOISE_STANDARD_ERRORS * se, False, t_test_p(b.mean - a.mean, se, df)
 
 
-def _outcome(diff: float, noise: float) -> str:
-    """Where wavefin stands against a generator whose score is ``diff`` above wavefin's."""
-    return "wavefin closer" if diff > noise else "wavefin further" if diff < -noise else "within noise"
+def _outcome(diff: float, p_adjusted: float) -> str:
+    """Where wavefin stands against a generator whose score is ``diff`` above wavefin's, at the adjusted p."""
+    if not (math.isfinite(p_adjusted) and p_adjusted < VERDICT_ALPHA):
+        return "within noise"
+    return "wavefin closer" if diff > 0 else "wavefin further"
 
 
 def _comparisons(generators: dict[str, Any]) -> None:
     """Adds ``vs_wavefin`` to every other scored generator's entry (in place): per discriminative score, its mean
-    minus wavefin's (positive: wavefin is harder to tell from real), the noise threshold, whether the seeds were
-    paired, and the outcome."""
-    for name, entry in generators.items():
-        if name == "wavefin":
+    minus wavefin's (positive: wavefin is harder to tell from real), NOISE_STANDARD_ERRORS standard errors of it,
+    whether the seeds were paired, the test's p-value, its Holm-adjusted p over the classical generators of the
+    table (the floor: its own p) and the outcome at VERDICT_ALPHA."""
+    for key in ("discriminative_score", "discriminative_score_shape"):
+        w = _disc(generators["wavefin"], key)
+        if w is None:
             continue
-        out = {}
-        for key in ("discriminative_score", "discriminative_score_shape"):
-            w, g = _disc(generators["wavefin"], key), _disc(entry, key)
-            if w is None or g is None:
-                continue
-            diff, noise, paired = _compare(w, g)
-            out[key] = {"difference": diff, "noise": noise, "paired": paired, "outcome": _outcome(diff, noise)}
-        if out:
-            entry["vs_wavefin"] = out
+        tested = {}
+        for name, entry in generators.items():
+            g = None if name == "wavefin" else _disc(entry, key)
+            if g is not None:
+                tested[name] = _compare(w, g)
+        family = [name for name in tested if name != FLOOR]
+        adjusted = dict(zip(family, holm([tested[name][3] for name in family]), strict=True))
+        adjusted.update({FLOOR: tested[FLOOR][3]} if FLOOR in tested else {})
+        for name, (diff, noise, paired, p) in tested.items():
+            generators[name].setdefault("vs_wavefin", {})[key] = {
+                "difference": diff, "noise": noise, "paired": paired, "p_value": _finite_or_none(p),
+                "p_holm": _finite_or_none(adjusted[name]), "outcome": _outcome(diff, adjusted[name])}
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 def _verdict(series: str, generators: dict[str, Any]) -> str:
@@ -407,8 +431,10 @@ def _ranking(generators: dict[str, Any], key: str, label: str) -> str:
         where = ("within noise of the floor" if vs_floor["outcome"] == "within noise" else
                  f"{-vs_floor['difference']:+.3f} from the floor")
         tail = f"floor (real train windows) {floor.mean:.3f} ± {floor.std:.3f}; wavefin is {where}"
-    how = (" (per-seed paired differences)" if pairings == {True} else
-           " (unpaired: the seeds differ)" if pairings == {False} else "")
+    family = len(closer) + len(within) + len(further)
+    tests = ("per-seed paired t-tests" if pairings == {True} else "Welch t-tests (the seeds differ)"
+             if pairings == {False} else "per-seed paired t-tests, Welch where the seeds differ")
+    how = f" ({tests}, Holm-corrected over the {family} classical generators)"
     return "; ".join(parts) + how + ". " + tail[0].upper() + tail[1:] + "."
 
 
@@ -496,11 +522,13 @@ def build_generation_metrics(sections: dict[str, dict[str, Any]], samplers: dict
             "tsgbench": "mdd, acd, sd, kd with TSGBench's definitions (wavefin_core.evaluation.tsgbench)",
             "facts": "reproduced = present in the real data and within the stated tolerance "
                      "(wavefin_core.evaluation.facts.FACT_TOLERANCES)",
-            "verdict": f"differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise count; "
-                       "the standard error is that of the per-seed differences (seed s holds out the same real "
-                       "windows for every generator), unpaired only where the seeds differ",
+            "verdict": f"a difference counts when its t-test has p < {VERDICT_ALPHA:g} after Holm's correction "
+                       "over the classical generators of the table (the floor: its own p): a paired t-test on the "
+                       "per-seed differences (seed s holds out the same real windows for every generator), Welch's "
+                       "only where the seeds differ",
             "vs_wavefin": "per generator and discriminative score: its mean minus wavefin's (positive: wavefin "
-                          "is harder to tell from real), the noise threshold, paired, and the outcome",
+                          f"is harder to tell from real), noise ({NOISE_STANDARD_ERRORS:g} standard errors of the "
+                          "difference, for scale), paired, p_value, p_holm and the outcome",
             "overlapping_windows": _OVERLAP_NOTE,
             "augmentation": "does synthetic data help a forecaster: the same 1-D CNN trained on real train examples "
                             "only (A) and on them plus generated windows (B), same seeds and optimizer steps, "
@@ -534,11 +562,13 @@ def _upper_bound_mark(score: dict[str, Any] | None) -> str:
 
 def _vs_wavefin(entry: dict[str, Any]) -> str:
     """The table cell of a generator's usual discriminative score minus wavefin's (positive: wavefin is closer to
-    real), with the threshold beyond which the difference counts (paired seeds unless marked)."""
+    real), with the test's Holm-adjusted p (the floor: its own p) and 2 standard errors of the difference for
+    scale (paired seeds unless marked)."""
     vs = (entry.get("vs_wavefin") or {}).get("discriminative_score")
     if vs is None:
         return "—"
-    return f"{vs['difference']:+.3f} (±{vs['noise']:.3f}{'' if vs['paired'] else ', unpaired'})"
+    p = "n/a" if vs.get("p_holm") is None else f"{vs['p_holm']:.2g}"
+    return f"{vs['difference']:+.3f} (p {p}; ±{vs['noise']:.3f}{'' if vs['paired'] else ', unpaired'})"
 
 
 def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figures: list[str],
@@ -547,7 +577,7 @@ def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figur
 
     gens = section["generators"]
     header = ["generator", f"discriminative (CNN, {discriminative_seeds} seeds)",
-              "its mean − wavefin's (noise threshold)", "shape only (each window / its std)",
+              "its mean − wavefin's (Holm p; 2 s.e.)", "shape only (each window / its std)",
               "logistic (fast, 1 seed)",
               "TSTR MAE: trained on it", "TSTR MAE: trained on real (same n)", "MDD", "ACD", "SD", "KD",
               "std / real std", "facts reproduced"]
@@ -595,7 +625,9 @@ def _series_md(name: str, section: dict[str, Any], data: SeriesGeneration, figur
         "Lower is better everywhere except TSTR, where the synthetic-trained MAE should be close to the "
         f"real-trained one (target: next-step {pred_target}). Discriminative: mean ± std over seeds; † = an "
         "upper bound: its windows replay the same values all over (a bootstrap), so the training rows sharing "
-        "values with the held-out ones could not be dropped.", "",
+        "values with the held-out ones could not be dropped. \"Its mean − wavefin's\": positive = wavefin is harder "
+        "to tell from real; p = the paired t-test on the per-seed differences, Holm-adjusted over the classical "
+        "generators (the floor: its own p); 2 s.e. = two standard errors of the difference, for scale.", "",
         _table(header, rows), "",
         "### Stylized facts",
         "Real value, whether the real test data shows the fact, then each generator's value: ✓ = reproduced "
@@ -763,7 +795,8 @@ def write_generation_report(
         "## Run context", _context_md(context), "",
         "## Verdicts",
         "Is wavefin closer to the held-out real data than each classical generator, by the post-hoc "
-        f"discriminative score (differences beyond {NOISE_STANDARD_ERRORS:g} standard errors of the seed noise), "
+        f"discriminative score (a t-test per classical generator, paired on the classifier seeds, Holm-corrected "
+        f"over them at {VERDICT_ALPHA:g}), "
         "and how far is it from the floor (real train windows, which no generator can be expected to beat by "
         "more than noise)?", "",
         *[f"- {sections[n]['verdict']}" for n in names], "",

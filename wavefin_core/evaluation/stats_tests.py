@@ -15,7 +15,7 @@ from scipy import stats
 
 from wavefin_core.errors import ConfigError, DataError
 
-__all__ = ["binomial_test", "diebold_mariano", "holm", "mcnemar_exact"]
+__all__ = ["binomial_test", "diebold_mariano", "holm", "mcnemar_exact", "t_test_p"]
 
 
 def binomial_test(k: int, n: int, p: float = 0.5) -> float:
@@ -107,6 +107,20 @@ def mcnemar_exact(y_true: Any, pred_a: Any, pred_b: Any) -> tuple[float, int, in
     if a_only + b_only == 0:
         return 1.0, 0, 0
     return binomial_test(a_only, a_only + b_only, 0.5), a_only, b_only
+
+
+def t_test_p(mean: float, se: float, df: float) -> float:
+    """Two-sided p-value of a mean difference ``mean`` with standard error ``se`` under Student's t with ``df``
+    degrees of freedom (a paired t-test: the per-seed differences' mean, se and n - 1; Welch: its df).
+
+    A zero se is a difference without noise: p 1 if the mean is 0, else 0. NaN when nothing can be tested
+    (df < 1, or a non-finite input).
+    """
+    if not (math.isfinite(mean) and math.isfinite(se) and math.isfinite(df)) or df < 1:
+        return math.nan
+    if se <= 0:
+        return 1.0 if mean == 0 else 0.0
+    return float(min(1.0, 2.0 * stats.t.sf(abs(mean) / se, df)))
 
 
 def holm(p_values: Any) -> np.ndarray:
