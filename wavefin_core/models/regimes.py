@@ -238,45 +238,42 @@ class VolRegimes:
             return x, None
         if mode == "rms":
             return _unit_rms(x), None
-        rows_of = self._bucket_rows(len(x), mode, buckets)
+        labels = self._map_buckets(len(x), mode, buckets)
         x = _unit_rms(x)  # the model's RMS scatter first, so the map sees shapes as the train ones are
         if mode == "marginal":
-            return self._marginal(x, rows_of), None
+            return self._marginal(x, labels), None
         if self.shape_leverage is None:
             raise DataError("this model's volatility regimes have no train leverage curve (saved before leverage "
                             "calibration existed); re-materialize diffusion_model, or set "
                             "synthetic_series.shape_calibration='marginal'.")
-        bucket_of = np.zeros(len(x), dtype=np.int64)
-        for bucket, rows in rows_of.items():
-            bucket_of[rows] = bucket
-
         def finish(first_rows: np.ndarray) -> np.ndarray:  # the marginal map of the first len(first_rows) shapes
-            head = bucket_of[:len(first_rows)]
-            return self._marginal(first_rows, {int(b): np.flatnonzero(head == b) for b in np.unique(head)})
+            return self._marginal(first_rows, labels[:len(first_rows)])
 
         fit = fit_leverage(x, self.shape_leverage, finish) if leverage is None else apply_fit(leverage, x, finish)
-        return self._marginal(modulate(x, fit.theta, fit.memory), rows_of), fit
+        return self._marginal(modulate(x, fit.theta, fit.memory), labels), fit
 
-    def _bucket_rows(self, n: int, mode: str, buckets: np.ndarray | None) -> dict[int, np.ndarray]:
-        """Which rows each bucket's marginal map takes (all rows when the model has one bucket)."""
+    def _map_buckets(self, n: int, mode: str, buckets: np.ndarray | None) -> np.ndarray:
+        """The train marginal each of ``n`` shapes is mapped onto: its bucket (0 for all when the model keeps one
+        marginal)."""
         if self.shape_quantiles is None:
             raise DataError("this model's volatility regimes have no train shape quantiles (saved before "
                             "shape calibration existed); re-materialize diffusion_model, or set "
                             "synthetic_series.shape_calibration='rms'.")
         if len(np.atleast_2d(self.shape_quantiles)) == 1:
-            return {0: np.arange(n)}
+            return np.zeros(n, dtype=np.int64)
         if buckets is None or len(np.asarray(buckets).reshape(-1)) != n:
             raise ConfigError(f"shape_calibration={mode!r} maps each volatility bucket's shapes onto its own train "
                               f"shapes: pass the {n} shapes' buckets (SamplingPlan does).")
-        b = np.asarray(buckets, dtype=np.int64).reshape(-1)
-        return {int(v): np.flatnonzero(b == v) for v in np.unique(b)}
+        return np.asarray(buckets, dtype=np.int64).reshape(-1)
 
-    def _marginal(self, x: np.ndarray, rows_of: dict[int, np.ndarray]) -> np.ndarray:
-        """Each bucket's values mapped monotonically onto its train shapes' quantiles, then RMS 1; a copy."""
+    def _marginal(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Each bucket's values (rows by ``labels``) mapped monotonically onto its train shapes' quantiles, then
+        RMS 1; a copy."""
         out = np.array(x, dtype=np.float64)
         table = np.atleast_2d(self.shape_quantiles)
         grid = np.linspace(0.0, 1.0, table.shape[1])
-        for bucket, rows in rows_of.items():
+        for bucket in np.unique(labels):
+            rows = np.flatnonzero(labels == bucket)
             flat = out[rows].ravel()
             ranks = np.empty(flat.size)
             ranks[np.argsort(flat, kind="stable")] = np.arange(flat.size)
