@@ -132,7 +132,7 @@ def fit_leverage(shapes: np.ndarray, target: np.ndarray,
 
     def search(memory: float, thetas: np.ndarray) -> None:
         nonlocal best
-        drift = past_drift(sample, memory)
+        drift = past_drift(sample, memory)  # modulate()'s EWMA, computed once per memory for every theta
         for theta in thetas:
             if theta == 0.0:
                 continue
