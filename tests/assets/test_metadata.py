@@ -102,3 +102,16 @@ def test_data_assets_carry_row_count_and_column_schema():
         if asset == "raw_prices":  # the UTC index is stored as a column, then the OHLCV columns
             assert [c.name for c in columns] == ["timestamp", "open", "high", "low", "close", "volume"]
             assert columns[0].type == "datetime64[ns, UTC]"
+
+
+def test_synthetic_series_log_says_when_the_leverage_calibration_fitted_nothing():
+    """A series whose train split is too short for a leverage curve stores an empty one: its fit's means are
+    None, and the log line says nothing was fitted instead of failing to format them."""
+    from wavefin_assets.assets.generation import _leverage_log
+    from wavefin_core.models.leverage import LeverageFit
+
+    empty = np.zeros(0)
+    assert "nothing fitted" in _leverage_log(LeverageFit(0.0, 0.5, empty, empty, empty, fitted=False).to_dict())
+    curve = np.full(10, -0.05)
+    assert "theta 1.10, memory 0.93" in _leverage_log(LeverageFit(1.1, 0.93, curve, 0.1 * curve, curve).to_dict())
+    assert _leverage_log(None) == ""

@@ -302,11 +302,7 @@ def synthetic_series(
         fit = per_series[name]["leverage_calibration"]
         context.log.info(f"{name}: {len(images)} windows (seed {seed}, class {targets[name].label}); median "
                          f"projection residual {np.median(residual):.2e}; return std {returns.std():.3g} vs train "
-                         f"{train_std:.3g}" + ("" if not fit else
-                                               f"; within-window leverage {fit['leverage_before']:.3f} -> "
-                                               f"{fit['leverage_after']:.3f} (train shapes "
-                                               f"{fit['train_leverage']:.3f}; theta {fit['theta']:.2f}, memory "
-                                               f"{fit['memory']:.2f})"))
+                         f"{train_std:.3g}{_leverage_log(fit)}")
     table = pa.concat_tables(parts)
     main = {"sampler": config.sampler, "steps": config.num_inference_steps,
             "seconds_per_1000": 1000.0 * seconds / (config.n_samples * len(names))}
@@ -335,6 +331,16 @@ def synthetic_series(
            if v["leverage_calibration"]},
         "samplers": dg.MetadataValue.md(_samplers_table_md(samplers)),
     })
+
+
+def _leverage_log(fit: dict | None) -> str:
+    """The log line's part on the within-window leverage calibration (shape_calibration="marginal_leverage")."""
+    if not fit:
+        return ""
+    if not fit["fitted"]:  # a short train split or a small set: its curve would be noise (wavefin_core.models.leverage)
+        return "; within-window leverage: nothing fitted (too few values for a curve)"
+    return (f"; within-window leverage {fit['leverage_before']:.3f} -> {fit['leverage_after']:.3f} (train shapes "
+            f"{fit['train_leverage']:.3f}; theta {fit['theta']:.2f}, memory {fit['memory']:.2f})")
 
 
 SYNTHETIC_METADATA_KEY = b"wavefin.synthetic"
